@@ -1,0 +1,38 @@
+# infercc developer targets. `make setup` then `make test` on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch (an unpinned torch pulls a multi-GB CUDA build).
+TORCH ?= torch==2.13.0
+
+.PHONY: setup test test-fast lint format demo clean docs
+
+setup:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,rtx,examples]"
+	$(BIN)/infercc --version
+
+test:
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+test-fast:
+	$(BIN)/python -m pytest -n 2 -q -m "not slow"
+
+lint:
+	$(BIN)/ruff check infercc tests scripts
+	$(BIN)/ruff format --check infercc tests scripts
+
+format:
+	$(BIN)/ruff format infercc tests scripts
+	$(BIN)/ruff check --fix infercc tests scripts
+
+demo:
+	$(BIN)/infercc compile configs/efficientnet_lite0.yaml
+
+docs:
+	$(BIN)/python scripts/gen_config_doc.py
+
+clean:
+	rm -rf artifacts .pytest_cache .ruff_cache

@@ -1,0 +1,240 @@
+"""The infercc command line: parse, call the pipeline, print. No stage logic lives here."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from infercc import __version__
+from infercc.cli import options as opt
+from infercc.cli.render import RichEvents, make_console, print_error, print_json, summary_table
+from infercc.cli.settings import Flags, load_settings
+from infercc.errors import ExitCode, InferccError, UsageError
+
+app = typer.Typer(
+    name="infercc",
+    help="Compile a PyTorch model into verified, benchmarked ONNX, FP16/INT8 and TensorRT artifacts.\n\n"
+    "Exit codes: 0 success, 1 verification failed, 2 bad usage or config, 3 runtime not installed, "
+    "4 a stage failed, 130 interrupted.",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+config_app = typer.Typer(help="Write a starting config or print the config's JSON Schema.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"infercc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    pass
+
+
+def _pipeline_command(goal_name: str) -> Any:
+    """Build a command that runs the pipeline up to `goal_name`, sharing every option."""
+
+    def command(
+        config: opt.ConfigArg = None,
+        model: opt.ModelOpt = None,
+        model_arg: opt.ModelArgOpt = None,
+        weights: opt.WeightsOpt = None,
+        allow_pickle: opt.AllowPickleOpt = False,
+        shape: opt.ShapeOpt = None,
+        min_shape: opt.MinShapeOpt = None,
+        opt_shape: opt.OptShapeOpt = None,
+        max_shape: opt.MaxShapeOpt = None,
+        out: opt.OutOpt = None,
+        force: opt.ForceOpt = False,
+        exporter: opt.ExporterOpt = None,
+        opset: opt.OpsetOpt = None,
+        simplifier: opt.SimplifierOpt = None,
+        precision: opt.PrecisionOpt = None,
+        calib: opt.CalibOpt = None,
+        target: opt.TargetOpt = None,
+        lock_wait: opt.LockWaitOpt = None,
+        json_out: opt.JsonOpt = False,
+        verbose: opt.VerboseOpt = 0,
+        quiet: opt.QuietOpt = False,
+    ) -> None:
+        from infercc.pipeline.plan import Goal, execute
+
+        flags = Flags(
+            model=model, model_args=model_arg or [], weights=weights, allow_pickle=allow_pickle,
+            shape=shape or [], min_shape=min_shape or [], opt_shape=opt_shape or [], max_shape=max_shape or [],
+            out=out, exporter=exporter, opset=opset, simplifier=simplifier, precision=precision,
+            calib=calib, target=target, lock_wait=lock_wait,
+        )
+        console = make_console(json_out)
+        settings = load_settings(config, flags)
+        if settings.model.allow_pickle:
+            console.print("[yellow]warning:[/] --allow-pickle: model files are fully unpickled, which runs any code in them.")
+        with RichEvents(console, quiet=quiet, verbose=verbose) as events:
+            ctx, result = execute(settings, Goal(goal_name), events, force=force, explicit_targets=target is not None)
+        _finish(console, ctx, result, json_out, quiet)
+
+    command.__name__ = goal_name
+    return command
+
+
+def _finish(console: Any, ctx: Any, result: Any, json_out: bool, quiet: bool) -> None:
+    from infercc.errors import VerificationFailed
+
+    manifest = result.manifest
+    failures = [f for s in manifest.stages.values() if s.name in {st for st in result.ran + result.cached} for f in s.metrics.get("failures", [])]
+    _write_reports(ctx, manifest, console)
+    if json_out:
+        print_json({
+            "status": "failed" if failures else "ok",
+            "out": str(ctx.out),
+            "ran": result.ran,
+            "cached": result.cached,
+            "skipped": result.skipped,
+            "failures": failures,
+            "manifest": manifest.model_dump(mode="json", by_alias=True),
+        })
+    elif not quiet:
+        console.print()
+        console.print(summary_table(manifest))
+        console.print(f"\n[bold]{len(result.ran)}[/] stage(s) ran, {len(result.cached)} up to date. Artifacts in [bold]{ctx.out}[/]")
+    if failures:
+        raise VerificationFailed(
+            f"{len(failures)} verification failure(s):\n  " + "\n  ".join(failures[:20]),
+            hint="Loosen verify.tolerances / verify.outputs in the config if these differences are acceptable.",
+        )
+
+
+def _write_reports(ctx: Any, manifest: Any, console: Any) -> None:
+    try:
+        from infercc.report import write_reports
+    except ImportError:
+        return
+    write_reports(ctx.out, manifest, ctx.config)
+
+
+_DOCS = {
+    "compile": "Run every stage: export, simplify, quantize, build, verify, bench; write the report.",
+    "export": "Export the PyTorch model to ONNX and check parity at the min/opt/max shapes.",
+    "simplify": "Export (if needed) and simplify the ONNX graph.",
+    "quantize": "Produce the FP16 / INT8 artifacts named by --precision.",
+    "build": "Build TensorRT engines from the ONNX artifacts.",
+    "verify": "Compare every artifact on every available runtime against the reference.",
+    "bench": "Time every artifact on every available runtime.",
+}
+for _goal, _doc in _DOCS.items():
+    _cmd = _pipeline_command(_goal)
+    _cmd.__doc__ = _doc + "\n\nEarlier stages run only if their inputs changed (see manifest.json in --out)."
+    app.command(_goal)(_cmd)
+
+
+@app.command()
+def inspect(
+    path: Path = typer.Argument(..., help="An .onnx file or a TensorRT .engine file."),
+    json_out: opt.JsonOpt = False,
+    verbose: opt.VerboseOpt = 0,
+) -> None:
+    """Summarise an ONNX file (inputs/outputs, opset, op counts, parameters, size) or an engine."""
+    from infercc.inspection import inspect_path, render_inspection
+
+    info = inspect_path(path)
+    if json_out:
+        print_json(info)
+    else:
+        render_inspection(make_console(False), info)
+
+
+@app.command()
+def doctor(json_out: opt.JsonOpt = False) -> None:
+    """Which runtimes, execution providers, TensorRT flavours and GPUs this machine has."""
+    from infercc.doctor import collect, render
+
+    info = collect()
+    if json_out:
+        print_json(info)
+    else:
+        render(make_console(False), info)
+
+
+@config_app.command("init")
+def config_init(
+    path: Path = typer.Argument(Path("infercc.yaml"), help="Where to write the config."),
+    force: opt.ForceOpt = False,
+) -> None:
+    """Write a commented starting config (the EfficientNet-Lite0 example)."""
+    from infercc.configdoc import starter_yaml
+    from infercc.fsutil import atomic_write_text
+
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists.", hint="Pass --force to overwrite it, or give another path.")
+    atomic_write_text(path, starter_yaml())
+    typer.echo(f"wrote {path}; run: infercc compile {path}")
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of the config file (for editor completion)."""
+    from infercc.configdoc import json_schema
+
+    print_json(json_schema())
+
+
+def _wants_traceback(argv: list[str]) -> bool:
+    return any(a in ("-v", "-vv", "--verbose") or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in argv)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: maps user errors to one-line messages and documented exit codes."""
+    import click
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = _wants_traceback(argv)
+    json_mode = "--json" in argv
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        app(args=argv, prog_name="infercc", standalone_mode=False)
+        code = ExitCode.OK
+    except InferccError as exc:
+        if verbose:
+            traceback.print_exc()
+        print_error(None, exc.message, exc.hint)
+        if json_mode:
+            print_json({"status": "error", "exit_code": int(exc.exit_code), "error": exc.message, "hint": exc.hint})
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        print_error(None, "interrupted; finished stages are kept and the next run resumes from there.", None)
+        code = ExitCode.INTERRUPTED
+    except KeyboardInterrupt:
+        print_error(None, "interrupted; finished stages are kept and the next run resumes from there.", None)
+        code = ExitCode.INTERRUPTED
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        code = ExitCode.USAGE
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else ExitCode.STAGE_FAILED
+    except Exception as exc:
+        if verbose:
+            traceback.print_exc()
+        print_error(None, f"internal error: {type(exc).__name__}: {exc}", "Run again with -v for the traceback and report it.")
+        code = ExitCode.STAGE_FAILED
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(code)) if os.environ.get("INFERCC_HARD_EXIT") else sys.exit(int(code))

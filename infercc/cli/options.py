@@ -1,0 +1,58 @@
+"""Option aliases shared by the commands (Annotated typer options), grouped into help panels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+MODEL = "Model"
+SHAPES = "Shapes (trtexec / Polygraphy style)"
+PIPELINE = "Pipeline"
+PRECISION = "Precision"
+TENSORRT = "TensorRT"
+OUTPUT = "Output"
+
+ConfigArg = Annotated[
+    Path | None,
+    typer.Argument(help="YAML config file (see `infercc config init`). Flags override it. Default: the built-in EfficientNet-Lite0 example."),
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="file.py:factory, package.module:factory, model.onnx, model.pt/.pt2, torchvision:NAME, timm:NAME.", rich_help_panel=MODEL),
+]
+ModelArgOpt = Annotated[
+    list[str] | None,
+    typer.Option("--model-arg", help="KEY=VALUE keyword argument for the factory (YAML value). Repeatable.", rich_help_panel=MODEL),
+]
+WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="State-dict file loaded with weights_only=True.", rich_help_panel=MODEL)]
+AllowPickleOpt = Annotated[
+    bool,
+    typer.Option("--allow-pickle", help="Allow full unpickling of model/weight files. This runs code from the file: only for files you trust.", rich_help_panel=MODEL),
+]
+ShapeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--shape", "-s", help="Static input shape NAME:1x3x224x224 (or NAME:[1,3,224,224]). Repeatable; comma-separated lists work too.", rich_help_panel=SHAPES),
+]
+MinShapeOpt = Annotated[list[str] | None, typer.Option("--min-shape", help="Smallest shape of a dynamic input, NAME:DIMS.", rich_help_panel=SHAPES)]
+OptShapeOpt = Annotated[list[str] | None, typer.Option("--opt-shape", help="Shape to optimise for, NAME:DIMS.", rich_help_panel=SHAPES)]
+MaxShapeOpt = Annotated[list[str] | None, typer.Option("--max-shape", help="Largest shape of a dynamic input, NAME:DIMS.", rich_help_panel=SHAPES)]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default from config, else artifacts/).", rich_help_panel=OUTPUT)]
+ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Re-run every stage even if its inputs did not change.", rich_help_panel=PIPELINE)]
+ExporterOpt = Annotated[str | None, typer.Option("--exporter", help="auto (dynamo, then TorchScript), dynamo or torchscript.", rich_help_panel=PIPELINE)]
+OpsetOpt = Annotated[int | None, typer.Option("--opset", help="ONNX opset to export (default 18).", rich_help_panel=PIPELINE)]
+SimplifierOpt = Annotated[str | None, typer.Option("--simplifier", help="onnxslim (default), onnxsim or none.", rich_help_panel=PIPELINE)]
+LockWaitOpt = Annotated[
+    float | None,
+    typer.Option("--lock-wait", help="If another run holds --out, wait up to this many seconds (default: refuse at once).", rich_help_panel=PIPELINE),
+]
+PrecisionOpt = Annotated[str | None, typer.Option("--precision", "-p", help="Comma-separated: fp32,fp16,int8.", rich_help_panel=PRECISION)]
+CalibOpt = Annotated[
+    str | None,
+    typer.Option("--calib", help="Calibration data: a folder of .npy/.npz or images, module:fn, or 'synthetic'.", rich_help_panel=PRECISION),
+]
+TargetOpt = Annotated[str | None, typer.Option("--target", "-t", help="Comma-separated: onnxruntime,tensorrt.", rich_help_panel=TENSORRT)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout; human output goes to stderr.", rich_help_panel=OUTPUT)]
+VerboseOpt = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail; tracebacks on errors.", rich_help_panel=OUTPUT)]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final result.", rich_help_panel=OUTPUT)]

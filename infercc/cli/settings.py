@@ -1,0 +1,142 @@
+"""Turn a config file plus command-line flags into one validated CompileConfig (flags win)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infercc.config import CompileConfig, load_yaml, parse_config
+from infercc.errors import UsageError
+from infercc.pipeline.plan import UNNAMED
+from infercc.shapes import parse_named_shapes
+
+
+@dataclass
+class Flags:
+    model: str | None = None
+    model_args: list[str] = field(default_factory=list)
+    weights: Path | None = None
+    allow_pickle: bool = False
+    shape: list[str] = field(default_factory=list)
+    min_shape: list[str] = field(default_factory=list)
+    opt_shape: list[str] = field(default_factory=list)
+    max_shape: list[str] = field(default_factory=list)
+    out: Path | None = None
+    exporter: str | None = None
+    opset: int | None = None
+    simplifier: str | None = None
+    precision: str | None = None
+    calib: str | None = None
+    target: str | None = None
+    lock_wait: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # dotted.key -> value, set by stage-specific commands
+
+
+def load_settings(config_path: Path | None, flags: Flags) -> CompileConfig:
+    if config_path is not None:
+        data = load_yaml(config_path)
+        origin = str(config_path)
+        _resolve_relative_paths(data, config_path.parent)
+    elif flags.model is None:
+        from infercc.models.examples import EFFICIENTNET_LITE0_CONFIG
+
+        data = copy.deepcopy(EFFICIENTNET_LITE0_CONFIG)
+        origin = "built-in example"
+    else:
+        data, origin = {}, "flags"
+    _apply_flags(data, flags)
+    return parse_config(data, origin)
+
+
+def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
+    """Paths in a config file are relative to the file, except `out` and the model spec (relative to cwd)."""
+    for section, key in (("calibration", "folder"), ("calibration", "images"), ("evaluation", "folder"), ("evaluation", "images")):
+        value = (data.get(section) or {}).get(key) if isinstance(data.get(section), dict) else None
+        if isinstance(value, str) and not Path(value).is_absolute() and (base / value).exists():
+            data[section][key] = str(base / value)
+
+
+def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node = data
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[parts[-1]] = value
+
+
+def _apply_flags(data: dict[str, Any], flags: Flags) -> None:
+    if flags.model is not None:
+        model = data.get("model") if isinstance(data.get("model"), dict) else {}
+        if model.get("source") != flags.model:
+            model = {"source": flags.model}  # a different model: its factory kwargs/output names no longer apply
+            data["inputs"] = {} if not flags.shape and not flags.opt_shape else data.get("inputs", {})
+        data["model"] = model
+    for item in flags.model_args:
+        if "=" not in item:
+            raise UsageError(f"--model-arg {item!r}: expected KEY=VALUE.", hint="For example --model-arg num_classes=10.")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        _set(data, f"model.kwargs.{key.strip()}", value)
+    if flags.weights is not None:
+        _set(data, "model.weights", str(flags.weights))
+    if flags.allow_pickle:
+        _set(data, "model.allow_pickle", True)
+    for flag, key, values in (
+        ("--shape", "shape", flags.shape),
+        ("--min-shape", "min", flags.min_shape),
+        ("--opt-shape", "opt", flags.opt_shape),
+        ("--max-shape", "max", flags.max_shape),
+    ):
+        for name, dims in parse_named_shapes(values, flag).items():
+            inputs = data.setdefault("inputs", {})
+            entry = inputs.setdefault(name if name is not None else UNNAMED, {})
+            if key == "shape":  # a static --shape replaces any range from the config
+                for k in ("min", "opt", "max"):
+                    entry.pop(k, None)
+            entry[key] = list(dims)
+    simple = {
+        "out": str(flags.out) if flags.out else None,
+        "export.exporter": flags.exporter,
+        "export.opset": flags.opset,
+        "simplify.tool": flags.simplifier,
+    }
+    for dotted, value in simple.items():
+        if value is not None:
+            _set(data, dotted, value)
+    if flags.precision:
+        data["precisions"] = [p.strip().lower() for p in flags.precision.split(",") if p.strip()]
+    if flags.target:
+        data["targets"] = [t.strip().lower() for t in flags.target.split(",") if t.strip()]
+    if flags.calib:
+        data["calibration"] = _calib_source(flags.calib, data.get("calibration"))
+    if flags.lock_wait is not None:
+        data["lock"] = "wait" if flags.lock_wait > 0 else "fail"
+        data["lock_wait_s"] = flags.lock_wait
+    for dotted, value in flags.extra.items():
+        if value is not None:
+            _set(data, dotted, value)
+
+
+def _calib_source(spec: str, existing: Any) -> dict[str, Any]:
+    keep = {k: v for k, v in (existing or {}).items() if k in ("samples", "preprocess", "labels")} if isinstance(existing, dict) else {}
+    if spec == "synthetic":
+        return {**keep, "synthetic": True}
+    path = Path(spec)
+    if path.is_dir():
+        has_images = any(p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".webp"} for p in path.iterdir())
+        return {**keep, ("images" if has_images else "folder"): str(path)}
+    if ":" in spec and not path.exists():
+        return {**keep, "callable": spec}
+    raise UsageError(
+        f"--calib {spec}: not a folder, a module:fn callable or 'synthetic'.",
+        hint="Give a folder of .npy/.npz files or images, module:fn, or synthetic.",
+    )

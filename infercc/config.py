@@ -1,0 +1,425 @@
+"""The typed configuration: one pydantic model per stage, all reachable from CompileConfig.
+
+Every field here is documented; `infercc config schema` prints the JSON Schema built from these
+models and docs/config.md is generated from it. Unknown keys are errors (with a suggestion).
+"""
+
+from __future__ import annotations
+
+import difflib
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from infercc.errors import UsageError
+from infercc.shapes import Shape, ShapeRange, format_dims, parse_dims
+
+DEFAULT_MODEL = "infercc.models.examples:efficientnet_lite0"
+
+
+class Precision(StrEnum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+class Target(StrEnum):
+    onnxruntime = "onnxruntime"
+    tensorrt = "tensorrt"
+
+
+class Exporter(StrEnum):
+    auto = "auto"
+    dynamo = "dynamo"
+    torchscript = "torchscript"
+
+
+class Simplifier(StrEnum):
+    onnxslim = "onnxslim"
+    onnxsim = "onnxsim"
+    none = "none"
+
+
+class DType(StrEnum):
+    float32 = "float32"
+    float16 = "float16"
+    int64 = "int64"
+    int32 = "int32"
+    bool = "bool"
+
+
+class CalibrationMethod(StrEnum):
+    minmax = "minmax"
+    entropy = "entropy"
+    percentile = "percentile"
+
+
+class Statistic(StrEnum):
+    """How elementwise errors are reduced before comparing with a tolerance (as in Polygraphy)."""
+
+    max = "max"
+    mean = "mean"
+    median = "median"
+    quantile = "quantile"
+
+
+class Reference(StrEnum):
+    pytorch = "pytorch"
+    onnx = "onnx"
+
+
+class LockMode(StrEnum):
+    wait = "wait"
+    fail = "fail"
+
+
+def _coerce_shape(value: Any) -> Any:
+    if value is None or isinstance(value, list | tuple):
+        return value
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, str):
+        return list(parse_dims(value))
+    return value
+
+
+ShapeField = Annotated[list[Annotated[int, Field(ge=1)]] | None, BeforeValidator(_coerce_shape)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_enum_values=False, validate_default=True)
+
+
+class InputSpec(Strict):
+    """One model input: its shapes and how to make synthetic values for it."""
+
+    shape: ShapeField = Field(None, description="Static shape (or the opt shape), e.g. 1x3x224x224.")
+    min: ShapeField = Field(None, description="Smallest shape of a dynamic input (TensorRT profile min).")
+    opt: ShapeField = Field(None, description="Shape to optimise for (TensorRT profile opt). Defaults to `shape`.")
+    max: ShapeField = Field(None, description="Largest shape of a dynamic input (TensorRT profile max).")
+    dtype: DType = Field(DType.float32, description="Element type fed to the model.")
+    low: float = Field(0.0, description="Lower bound of seeded synthetic values.")
+    high: float = Field(1.0, description="Upper bound of seeded synthetic values (exclusive for integer inputs).")
+
+    @model_validator(mode="after")
+    def _high_above_low(self) -> InputSpec:
+        if self.high <= self.low:
+            raise ValueError(f"high ({self.high}) must be greater than low ({self.low})")
+        return self
+
+    def shape_range(self, name: str) -> ShapeRange | None:
+        """Resolve min/opt/max; None when no shape was given at all."""
+        opt = self.opt or self.shape
+        lo, hi = self.min, self.max
+        if opt is None and lo is None and hi is None:
+            return None
+        if opt is None:
+            opt = hi or lo
+        shape_range = ShapeRange(tuple(lo or opt), tuple(opt), tuple(hi or opt))
+        shape_range.validate(name)
+        return shape_range
+
+
+class ModelConfig(Strict):
+    """Where the PyTorch (or ONNX) model comes from."""
+
+    source: str = Field(
+        DEFAULT_MODEL,
+        description=(
+            "Model spec: path/to/file.py:factory, package.module:factory, a TorchScript (.pt/.ts) or "
+            "torch.export (.pt2) file, an .onnx file (export is skipped), torchvision:NAME or timm:NAME."
+        ),
+    )
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments passed to the factory.")
+    weights: Path | None = Field(None, description="Optional state-dict file, loaded with weights_only=True.")
+    allow_pickle: bool = Field(
+        False,
+        description="Allow full unpickling of model/weights files. Runs code from the file: only for files you trust.",
+    )
+    output_names: list[str] | None = Field(None, description="Names for the model outputs (default: derived).")
+
+
+class ExportConfig(Strict):
+    exporter: Exporter = Field(
+        Exporter.auto,
+        description="auto tries the dynamo-based exporter and falls back to TorchScript, recording why.",
+    )
+    opset: int = Field(18, ge=11, le=23, description="ONNX opset to export.")
+    atol: float = Field(1e-4, gt=0, description="Parity check after export: absolute tolerance vs PyTorch.")
+    rtol: float = Field(1e-3, ge=0, description="Parity check after export: relative tolerance vs PyTorch.")
+    external_data_threshold_mb: int = Field(
+        1800, ge=1, description="Models larger than this are saved with external data (the ONNX limit is 2 GB)."
+    )
+
+
+class SimplifyConfig(Strict):
+    tool: Simplifier = Field(Simplifier.onnxslim, description="Graph simplifier: onnxslim, onnxsim or none.")
+
+
+class DataSource(Strict):
+    """Where calibration or evaluation data comes from. Give exactly one of folder / images / callable / synthetic."""
+
+    folder: Path | None = Field(None, description="Folder of .npy/.npz files (npz keyed by input name).")
+    images: Path | None = Field(None, description="Folder of images, preprocessed as described by `preprocess`.")
+    callable: str | None = Field(None, description="module:fn or file.py:fn yielding dicts of arrays.")
+    synthetic: bool = Field(False, description="Seeded random data within the inputs' ranges (says little about accuracy).")
+    samples: int = Field(64, ge=1, description="Maximum number of samples (batches) to read.")
+    labels: Path | None = Field(None, description="Labels file: one class index per line, or a JSON map file name -> class.")
+    preprocess: ImagePreprocess | None = Field(None, description="Image preprocessing (for `images`).")
+
+
+class ImagePreprocess(Strict):
+    resize: int = Field(256, ge=1, description="Resize the shorter side to this many pixels.")
+    crop: int = Field(224, ge=1, description="Centre crop to crop x crop.")
+    channel_order: str = Field("RGB", pattern="^(RGB|BGR)$", description="RGB or BGR.")
+    layout: str = Field("NCHW", pattern="^(NCHW|NHWC)$", description="NCHW or NHWC.")
+    scale: float = Field(1.0, description="Multiply pixel values (0..255) by this first.")
+    mean: list[float] = Field([0.0, 0.0, 0.0], description="Subtracted per channel after scaling.")
+    std: list[float] = Field([1.0, 1.0, 1.0], description="Divides per channel after subtracting the mean.")
+    views: int = Field(1, ge=1, description="Seeded augmented views per image (random crops and flips) beyond the first.")
+
+
+class QuantizeConfig(Strict):
+    method: CalibrationMethod = Field(CalibrationMethod.minmax, description="Calibration method: minmax, entropy, percentile.")
+    percentile: float = Field(99.999, gt=90, le=100, description="Percentile for the percentile method.")
+    per_channel: bool = Field(True, description="Per-channel weight scales.")
+    exclude_ops: list[str] = Field(default_factory=list, description="Op types never quantized (e.g. Softmax).")
+    exclude_nodes: list[str] = Field(default_factory=list, description="Node names never quantized.")
+    fp16_keep_io: bool = Field(True, description="FP16 artifact keeps FP32 inputs/outputs.")
+    fp16_block_ops: list[str] = Field(
+        default_factory=lambda: [
+            "LayerNormalization",
+            "Softmax",
+            "ReduceMean",
+            "ReduceSum",
+            "ReduceSumSquare",
+            "ReduceL2",
+            "Pow",
+            "Exp",
+            "Sqrt",
+            "Div",
+        ],
+        description="Ops kept in FP32 inside the FP16 graph (overflow-prone).",
+    )
+    int8_budget_top1: float | None = Field(
+        0.99, ge=0, le=1, description="Accuracy budget: minimum INT8 top-1 agreement with FP32 (None: no fallback)."
+    )
+    int8_budget_cosine: float | None = Field(None, ge=-1, le=1, description="Accuracy budget: minimum cosine to FP32.")
+    fallback_max_steps: int = Field(6, ge=0, description="Accuracy-aware fallback: most re-quantization rounds.")
+    fallback_nodes_per_step: int = Field(2, ge=1, description="Nodes moved back to FP32 per fallback round.")
+
+
+class Flavour(StrEnum):
+    auto = "auto"
+    tensorrt = "tensorrt"
+    tensorrt_rtx = "tensorrt_rtx"
+
+
+class Int8Route(StrEnum):
+    qdq = "qdq"
+    calibrator = "calibrator"
+
+
+class BuildConfig(Strict):
+    flavour: Flavour = Field(Flavour.auto, description="TensorRT flavour: auto, tensorrt (10/11) or tensorrt_rtx.")
+    workspace_mib: int | None = Field(None, ge=1, description="Workspace memory pool limit in MiB (trtexec --memPoolSize).")
+    optimization_level: int = Field(3, ge=0, le=5, description="Builder optimization level (trtexec --builderOptimizationLevel).")
+    timing_cache: Path | None = Field(None, description="Timing cache file loaded, updated and saved across builds.")
+    compute_capabilities: list[str] = Field(
+        default_factory=list, description="TensorRT-RTX target compute capabilities, e.g. ['8.6', '8.9'] (empty: default)."
+    )
+    hardware_compatibility: str = Field("none", description="Hardware compatibility level: none, ampere_plus, same_cc.")
+    version_compatible: bool = Field(False, description="Build a version-compatible engine (TensorRT 10+).")
+    int8_route: Int8Route = Field(Int8Route.qdq, description="INT8 from the Q/DQ artifact, or TensorRT 10's implicit calibrator.")
+    profiles: list[dict[str, InputSpec]] = Field(
+        default_factory=list, description="Extra optimization profiles: a list of {input: {min, opt, max}}."
+    )
+
+
+class Tolerance(Strict):
+    """Pass when, reduced by `statistic`, elementwise |a-b| <= atol OR |a-b| <= rtol*|b| (Polygraphy semantics),
+    and the other set checks hold."""
+
+    atol: float | None = Field(None, ge=0, description="Absolute tolerance.")
+    rtol: float | None = Field(None, ge=0, description="Relative tolerance.")
+    statistic: Statistic = Field(Statistic.max, description="Reduction of the elementwise error: max, mean, median, quantile.")
+    quantile: float = Field(0.99, gt=0, le=1, description="Quantile used when statistic is quantile.")
+    min_cosine: float | None = Field(None, ge=-1, le=1, description="Minimum cosine similarity.")
+    min_top1: float | None = Field(None, ge=0, le=1, description="Minimum top-1 agreement (classifier outputs).")
+    min_snr_db: float | None = Field(None, description="Minimum signal-to-noise ratio in dB.")
+
+
+def _default_tolerances() -> dict[Precision, Tolerance]:
+    return {
+        Precision.fp32: Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.99999),
+        Precision.fp16: Tolerance(atol=1e-2, rtol=1e-2, statistic=Statistic.quantile, quantile=0.99, min_cosine=0.999),
+        Precision.int8: Tolerance(min_cosine=0.98, min_top1=0.9),
+    }
+
+
+class VerifyConfig(Strict):
+    reference: Reference = Field(Reference.pytorch, description="What artifacts are compared against: pytorch or onnx (FP32 on ORT CPU).")
+    seed: int = Field(0, description="Seed of the synthetic inputs.")
+    samples: int = Field(4, ge=1, description="Number of input sets per shape.")
+    tolerances: dict[Precision, Tolerance] = Field(
+        default_factory=_default_tolerances, description="Default tolerance per precision."
+    )
+    outputs: dict[str, Tolerance] = Field(default_factory=dict, description="Per-output tolerance overrides.")
+    inputs: Path | None = Field(None, description="Folder of .npy/.npz input files to verify on instead of random data.")
+    runtimes: list[str] = Field(
+        default_factory=list, description="Runtimes to verify on (default: every one available, e.g. onnxruntime-cpu)."
+    )
+
+
+class BenchConfig(Strict):
+    enabled: bool = Field(True, description="Run the bench stage in `compile`.")
+    warmup: int = Field(10, ge=0, description="Untimed warm-up iterations.")
+    iterations: int = Field(50, ge=1, description="Timed iterations per repeat.")
+    duration_s: float | None = Field(None, gt=0, description="Time each measurement for this long instead of a fixed count.")
+    repeats: int = Field(3, ge=1, description="Repeats, to report spread.")
+    threads: int | None = Field(None, ge=1, description="CPU threads for every runtime (default: all cores).")
+    batch_sizes: list[int] = Field(default_factory=list, description="Batch-size sweep for dynamic models.")
+    runtimes: list[str] = Field(default_factory=list, description="Runtimes to bench on (default: every one available).")
+
+
+class ReportConfig(Strict):
+    html: bool = Field(True, description="Write report.html.")
+    markdown: bool = Field(True, description="Write summary.md (for a CI job summary).")
+    accuracy_budget_top1: float | None = Field(
+        None, ge=0, le=1, description="Selection: fastest artifact whose top-1 agreement meets this."
+    )
+    accuracy_budget_cosine: float | None = Field(0.99, ge=-1, le=1, description="Selection: minimum cosine to the reference.")
+
+
+class CompileConfig(Strict):
+    """Everything `infercc compile` does, in one file. Flags override these values."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The model to compile.")
+    inputs: dict[str, InputSpec] = Field(default_factory=dict, description="Input name -> shapes and value range.")
+    out: Path = Field(Path("artifacts"), description="Output folder for artifacts, manifest and reports.")
+    precisions: list[Precision] = Field(default_factory=lambda: [Precision.fp32], description="Artifacts to produce.")
+    targets: list[Target] = Field(default_factory=lambda: [Target.onnxruntime], description="onnxruntime and/or tensorrt.")
+    lock: LockMode = Field(LockMode.fail, description="When --out is in use by another run: fail at once, or wait.")
+    lock_wait_s: float = Field(600.0, ge=0, description="With lock: wait, the most seconds to wait.")
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    simplify: SimplifyConfig = Field(default_factory=SimplifyConfig)
+    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
+    calibration: DataSource | None = Field(None, description="Calibration data for INT8.")
+    evaluation: DataSource | None = Field(None, description="Held-out evaluation data for accuracy figures.")
+    build: BuildConfig = Field(default_factory=BuildConfig)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    bench: BenchConfig = Field(default_factory=BenchConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> CompileConfig:
+        for name, spec in self.inputs.items():
+            try:
+                spec.shape_range(name)
+            except UsageError as exc:
+                raise ValueError(exc.message) from None
+        if len(set(self.precisions)) != len(self.precisions):
+            raise ValueError("precisions lists a precision twice")
+        return self
+
+    def shape_ranges(self) -> dict[str, ShapeRange]:
+        ranges = {}
+        for name, spec in self.inputs.items():
+            shape_range = spec.shape_range(name)
+            if shape_range is not None:
+                ranges[name] = shape_range
+        return ranges
+
+
+DataSource.model_rebuild()
+
+
+# --- loading and error formatting -------------------------------------------------------------
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML config file into a dict, with line/column on syntax errors."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"Config file {path} does not exist.", hint="Create one with: infercc config init") from None
+    except OSError as exc:
+        raise UsageError(f"Cannot read config file {path}: {exc.strerror or exc}.") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UsageError(f"{where}: YAML syntax error: {problem}.", hint="Fix the YAML at that line.") from None
+    if data is None:
+        raise UsageError(f"Config file {path} is empty.", hint="Start from: infercc config init")
+    if not isinstance(data, dict):
+        raise UsageError(f"Config file {path} must hold a mapping of settings, not a {type(data).__name__}.")
+    return data
+
+
+def parse_config(data: dict[str, Any], origin: str = "config") -> CompileConfig:
+    """Validate a config dict; every problem becomes one readable line."""
+    try:
+        return CompileConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe_error(err, origin, data) for err in exc.errors()]
+        raise UsageError("Invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+def _describe_error(err: Any, origin: str, data: dict[str, Any]) -> str:
+    loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+    where = f"{origin}: {loc}"
+    if err["type"] == "extra_forbidden":
+        key = str(err["loc"][-1])
+        choices = _fields_at(err["loc"][:-1], data)
+        close = difflib.get_close_matches(key, choices, n=1, cutoff=0.5)
+        suggestion = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(choices))}"
+        return f"{where}: unknown key{suggestion}"
+    if err["type"] == "missing":
+        return f"{where}: required setting is missing"
+    message = err["msg"].removeprefix("Value error, ")
+    got = err.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+    return f"{where}: {message}{shown}"
+
+
+def _fields_at(loc: tuple[Any, ...], data: dict[str, Any]) -> list[str]:
+    """Field names of the model that sits at `loc` inside CompileConfig."""
+    model: type[BaseModel] | None = CompileConfig
+    path = list(loc)
+    while path and model is not None:
+        part = path.pop(0)
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+        if model is None and path:
+            # a dict[str, Model] or list[Model] field: skip the key/index
+            path.pop(0)
+            model = _model_in(field.annotation, inner=True)
+    return list(model.model_fields) if model is not None else []
+
+
+def _model_in(annotation: Any, inner: bool = False) -> type[BaseModel] | None:
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg, inner)
+        if found is not None:
+            return found
+    return None
+
+
+def describe_shapes(ranges: dict[str, ShapeRange]) -> str:
+    return ", ".join(f"{name}:{r.describe()}" for name, r in ranges.items()) or "(none)"
+
+
+def shape_text(shape: Shape) -> str:
+    return format_dims(shape)

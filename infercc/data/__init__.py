@@ -1,0 +1,1 @@
+"""Input feeds: seeded synthetic data from shape specs, .npy/.npz folders, images and callables."""

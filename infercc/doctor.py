@@ -1,0 +1,105 @@
+"""`infercc doctor`: what this machine can run, with versions."""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from infercc.lazy import is_installed, version_of
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return sorted(f for f in flags if f in {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "f16c"})
+    except OSError:
+        pass
+    return []
+
+
+def environment() -> dict[str, Any]:
+    """Machine and package versions, recorded in manifests and reports."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
+        "packages": {
+            name: version_of(name)
+            for name in ("infercc", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxslim", "onnxscript",
+                         "onnxconverter-common", "tensorrt", "tensorrt_rtx_bindings", "numpy")
+        },
+    }
+
+
+def collect() -> dict[str, Any]:
+    from infercc.runtimes.base import runtime_statuses
+
+    info = environment()
+    info["runtimes"] = [vars(s) for s in runtime_statuses()]
+    info["onnxruntime_providers"] = _ort_providers()
+    info["gpus"] = _gpus()
+    info["tensorrt_flavours"] = _tensorrt_flavours()
+    return info
+
+
+def _ort_providers() -> list[str]:
+    if not is_installed("onnxruntime"):
+        return []
+    import onnxruntime
+
+    return list(onnxruntime.get_available_providers())
+
+
+def _gpus() -> list[str]:
+    if not is_installed("torch"):
+        return []
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    return [f"{torch.cuda.get_device_name(i)} (compute capability {'.'.join(map(str, torch.cuda.get_device_capability(i)))})"
+            for i in range(torch.cuda.device_count())]
+
+
+def _tensorrt_flavours() -> list[dict[str, Any]]:
+    try:
+        from infercc.runtimes.tensorrt import detect_flavours
+    except ImportError:
+        return []
+    return detect_flavours()
+
+
+def render(console: Console, info: dict[str, Any]) -> None:
+    console.print(f"[bold]infercc doctor[/]  Python {info['python']} on {escape(info['cpu'])} ({info['cpu_count']} cores; {' '.join(info['cpu_flags'])})")
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("runtime", "available", "version", "note"):
+        table.add_column(col)
+    for rt in info["runtimes"]:
+        mark = "[green]yes[/]" if rt["available"] else "[red]no[/]"
+        table.add_row(rt["name"], mark, rt.get("version") or "-", escape(rt.get("reason") or ", ".join(f"{k}: {v}" for k, v in rt.get("details", {}).items())))
+    console.print(table)
+    console.print(f"ONNX Runtime providers: {', '.join(info['onnxruntime_providers']) or 'none'}")
+    console.print(f"GPUs: {escape(', '.join(info['gpus'])) or 'none visible'}")
+    for flavour in info["tensorrt_flavours"]:
+        console.print(f"TensorRT flavour: {escape(str(flavour))}")
+    if not info["tensorrt_flavours"]:
+        console.print("TensorRT: not installed (pip install 'infercc[rtx]' for TensorRT-RTX, 'infercc[tensorrt]' for TensorRT 10/11)")

@@ -1,0 +1,128 @@
+"""Small helpers over the onnx package: loading with clear errors, saving atomically, summaries."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from infercc.errors import StageError, UsageError
+from infercc.fsutil import atomic_path
+from infercc.lazy import require
+
+TWO_GB = 2 * 1024**3
+
+
+def load_onnx(path: Path, with_data: bool = True) -> Any:
+    onnx = require("onnx")
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"ONNX file {path} does not exist.")
+    try:
+        return onnx.load(str(path), load_external_data=with_data)
+    except Exception as exc:
+        raise UsageError(
+            f"{path} is not a readable ONNX file (truncated or corrupt): {str(exc).splitlines()[0][:200]}",
+            hint="Re-export the model, or check that the file was copied completely.",
+        ) from exc
+
+
+def check_onnx(path: Path) -> None:
+    """onnx.checker on a path (works for models with external data), with a readable failure."""
+    onnx = require("onnx")
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:400] if str(exc).strip() else type(exc).__name__
+        raise StageError(f"{Path(path).name} is not a valid ONNX graph: {first}") from exc
+
+
+def save_onnx(model: Any, final: Path) -> None:
+    """Save atomically; models over 2 GB get their weights in FINAL.data beside them."""
+    onnx = require("onnx")
+    external = model.ByteSize() > TWO_GB if _can_size(model) else True
+    if not external:
+        with atomic_path(final) as tmp:
+            onnx.save(model, str(tmp))
+        return
+    data_name = f"{Path(final).name}.data"
+    with atomic_path(final) as tmp:
+        onnx.save(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True, location=data_name)
+
+
+def _can_size(model: Any) -> bool:
+    try:
+        model.ByteSize()
+        return True
+    except Exception:
+        return False
+
+
+def io_dims(model: Any) -> dict[str, dict[str, Any]]:
+    """{input/output name: {"dims": [int | str | None], "dtype": str, "io": "input"|"output"}}."""
+    onnx = require("onnx")
+    initializers = {i.name for i in model.graph.initializer}
+    result = {}
+    for io, values in (("input", model.graph.input), ("output", model.graph.output)):
+        for value in values:
+            if value.name in initializers:
+                continue
+            tensor = value.type.tensor_type
+            dims: list[int | str | None] = []
+            for d in tensor.shape.dim:
+                if d.HasField("dim_value"):
+                    dims.append(d.dim_value)
+                elif d.HasField("dim_param"):
+                    dims.append(d.dim_param)
+                else:
+                    dims.append(None)
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name if tensor.elem_type else "?"
+            result[value.name] = {"dims": dims, "dtype": dtype, "io": io}
+    return result
+
+
+def op_counts(model: Any) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+
+    def walk(graph: Any) -> None:
+        for node in graph.node:
+            counts[node.op_type] += 1
+            for attr in node.attribute:
+                if attr.g is not None and attr.g.node:
+                    walk(attr.g)
+
+    walk(model.graph)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def parameter_count(model: Any) -> int:
+    total = 0
+    for init in model.graph.initializer:
+        n = 1
+        for d in init.dims:
+            n *= d
+        total += n
+    return total
+
+
+def opsets(model: Any) -> dict[str, int]:
+    return {(o.domain or "ai.onnx"): o.version for o in model.opset_import}
+
+
+def summary(path: Path) -> dict[str, Any]:
+    """What `infercc inspect` shows for an ONNX file."""
+    model = load_onnx(path, with_data=False)
+    counts = op_counts(model)
+    size = Path(path).stat().st_size
+    data_file = Path(f"{path}.data")
+    return {
+        "path": str(path),
+        "size_bytes": size + (data_file.stat().st_size if data_file.exists() else 0),
+        "ir_version": model.ir_version,
+        "opsets": opsets(model),
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "io": io_dims(model),
+        "nodes": sum(counts.values()),
+        "op_counts": counts,
+        "parameters": parameter_count(model),
+    }

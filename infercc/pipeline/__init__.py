@@ -1,0 +1,1 @@
+"""Runs stages, owns caching (stage keys) and the manifest."""

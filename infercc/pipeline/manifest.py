@@ -1,0 +1,100 @@
+"""manifest.json: what was built, from what, with which tools, and how long it took.
+
+Each stage entry records its key (sha256 over its inputs, settings and tool versions), its
+output artifacts with their sha256, its status and duration. It is rewritten atomically after
+every stage, so a killed run keeps the record of every stage that finished.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from infercc import __version__
+from infercc.fsutil import atomic_write_json, sha256_file
+
+MANIFEST_NAME = "manifest.json"
+SCHEMA = "infercc.manifest/1"
+
+
+class ArtifactRecord(BaseModel):
+    name: str  # logical name: onnx, fp32, fp16, int8, int8-trt, engine-fp16, ...
+    path: str  # relative to the output folder
+    kind: str  # onnx, engine, calibration, reference, sidecar
+    sha256: str
+    size: int
+    precision: str | None = None
+    target: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class StageRecord(BaseModel):
+    name: str
+    key: str
+    status: str  # done, failed, skipped
+    started: str
+    duration_s: float
+    inputs: dict[str, str] = Field(default_factory=dict)  # upstream artifact name -> sha256
+    outputs: list[ArtifactRecord] = Field(default_factory=list)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+    error: str | None = None
+
+
+class Manifest(BaseModel):
+    schema_: str = Field(SCHEMA, alias="schema")
+    infercc_version: str = __version__
+    created: str = Field(default_factory=lambda: now_iso())
+    updated: str = Field(default_factory=lambda: now_iso())
+    config: dict[str, Any] = Field(default_factory=dict)
+    source: dict[str, Any] = Field(default_factory=dict)
+    versions: dict[str, str | None] = Field(default_factory=dict)
+    stages: dict[str, StageRecord] = Field(default_factory=dict)
+
+    model_config = {"populate_by_name": True}
+
+    def artifacts(self) -> dict[str, ArtifactRecord]:
+        found: dict[str, ArtifactRecord] = {}
+        for stage in self.stages.values():
+            if stage.status == "done":
+                for art in stage.outputs:
+                    found[art.name] = art
+        return found
+
+    def save(self, folder: Path) -> None:
+        self.updated = now_iso()
+        atomic_write_json(folder / MANIFEST_NAME, self.model_dump(mode="json", by_alias=True))
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def load_manifest(folder: Path) -> tuple[Manifest | None, str | None]:
+    """Read the manifest; a damaged one is reported (second value) and treated as absent."""
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        return None, None
+    try:
+        return Manifest.model_validate(json.loads(path.read_text())), None
+    except (json.JSONDecodeError, ValidationError, UnicodeDecodeError, OSError) as exc:
+        reason = str(exc).splitlines()[0][:200]
+        return None, f"{path} is damaged ({reason}); every stage will run again."
+
+
+def verify_outputs(folder: Path, record: StageRecord) -> str | None:
+    """None if every output of a stage is present with its recorded hash, else why not."""
+    for art in record.outputs:
+        path = folder / art.path
+        if not path.is_file():
+            return f"{art.path} is missing"
+        if path.stat().st_size != art.size:
+            return f"{art.path} changed size ({path.stat().st_size} bytes, recorded {art.size})"
+        if sha256_file(path) != art.sha256:
+            return f"{art.path} does not match its recorded sha256"
+    return None
+

@@ -1,0 +1,174 @@
+"""From a config to a run: resolve the model's inputs and shapes, then order the stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from infercc.config import CompileConfig, InputSpec, Target
+from infercc.errors import UsageError
+from infercc.fsutil import OutDirLock, ensure_writable_dir
+from infercc.models.sources import ModelSource, parse_source, source_fingerprint
+from infercc.pipeline.manifest import load_manifest
+from infercc.pipeline.runner import RunResult, run_stages
+from infercc.pipeline.stage import Events, RunContext, Stage
+from infercc.shapes import ShapeRange, format_dims
+
+UNNAMED = ""  # config key for a --shape given without a name (single-input models)
+
+
+class Goal(StrEnum):
+    """How far a command runs the pipeline (like a make target)."""
+
+    export = "export"
+    simplify = "simplify"
+    quantize = "quantize"
+    build = "build"
+    verify = "verify"
+    bench = "bench"
+    compile = "compile"
+
+
+_ORDER = list(Goal)
+
+
+@dataclass
+class Plan:
+    ctx: RunContext
+    stages: list[Stage]
+
+
+def reaches(goal: Goal, step: Goal) -> bool:
+    return _ORDER.index(goal) >= _ORDER.index(step)
+
+
+def make_context(config: CompileConfig, events: Events, force: bool = False) -> RunContext:
+    source = parse_source(config.model.source)
+    source_hash = source_fingerprint(source, config.model)
+    out = ensure_writable_dir(config.out)
+    names, ranges, module = resolve_inputs(config, source, source_hash, out)
+    ctx = RunContext(config, out, source, source_hash, names, ranges, events, force)
+    ctx._module = module
+    return ctx
+
+
+def resolve_inputs(
+    config: CompileConfig, source: ModelSource, source_hash: str, out: Path
+) -> tuple[list[str], dict[str, ShapeRange], Any]:
+    """Input names in the model's order, with their shape ranges. Loads the model only when needed."""
+    declared = dict(config.inputs)
+    module = None
+    if source.is_onnx:
+        names, graph_dims = _onnx_inputs(Path(source.spec))
+    else:
+        names = _cached_names(out, source_hash, declared)
+        graph_dims = {}
+        if names is None:
+            from infercc.models.io import forward_input_names
+            from infercc.models.sources import load_module
+
+            module = load_module(source, config.model)
+            names = forward_input_names(module) or [n for n in declared if n != UNNAMED]
+    if UNNAMED in declared:
+        if len(names) != 1:
+            raise UsageError(
+                f"A shape without an input name fits only single-input models; this one takes {', '.join(names)}.",
+                hint="Name each input: --shape NAME:1x3x224x224.",
+            )
+        declared[names[0]] = declared.pop(UNNAMED)
+    unknown = [n for n in declared if n not in names]
+    if unknown:
+        raise UsageError(
+            f"{', '.join(repr(n) for n in unknown)} {'is not an input' if len(unknown) == 1 else 'are not inputs'} "
+            f"of the model; its inputs are: {', '.join(names)}.",
+            hint="Use the model's input names in --shape / inputs.",
+        )
+    config.inputs = {n: declared.get(n) or InputSpec() for n in names}
+    ranges: dict[str, ShapeRange] = {}
+    for name in names:
+        shape_range = config.inputs[name].shape_range(name)
+        if shape_range is None:
+            shape_range = _range_from_graph(name, graph_dims.get(name))
+        ranges[name] = shape_range
+    return names, ranges, module
+
+
+def _cached_names(out: Path, source_hash: str, declared: dict[str, InputSpec]) -> list[str] | None:
+    """Input names recorded by an earlier run of the same source, so a no-op run needs no torch import."""
+    manifest, _ = load_manifest(out)
+    if manifest is None or manifest.source.get("sha256") != source_hash:
+        return None
+    names = manifest.source.get("input_names")
+    if not names or set(declared) - {UNNAMED} - set(names) or not all(n in declared for n in names):
+        return None
+    return list(names)
+
+
+def _onnx_inputs(path: Path) -> tuple[list[str], dict[str, list[Any]]]:
+    from infercc.onnxutil import io_dims, load_onnx
+
+    dims = io_dims(load_onnx(path, with_data=False))
+    inputs = {n: d["dims"] for n, d in dims.items() if d["io"] == "input"}
+    return list(inputs), inputs
+
+
+def _range_from_graph(name: str, dims: list[Any] | None) -> ShapeRange:
+    if dims is None:
+        raise UsageError(
+            f"Input {name} has no shape.",
+            hint=f"Pass --shape {name}:DIMS (e.g. 1x3x224x224), or --min-shape/--opt-shape/--max-shape for a dynamic input.",
+        )
+    dynamic = [i for i, d in enumerate(dims) if not isinstance(d, int) or d <= 0]
+    if dynamic:
+        shown = "x".join(str(d) if isinstance(d, int) and d > 0 else "?" for d in dims)
+        raise UsageError(
+            f"Input {name} has dynamic dimension(s) {', '.join(map(str, dynamic))} ({shown}) and no shape was given.",
+            hint=f"Pass --shape {name}:DIMS, or --min-shape/--opt-shape/--max-shape {name}:DIMS.",
+        )
+    return ShapeRange.static(tuple(dims))
+
+
+def plan(ctx: RunContext, goal: Goal, explicit_targets: bool = False) -> list[Stage]:
+    from infercc.stages import bench, build, quantize
+    from infercc.stages.export import ExportStage, ImportOnnxStage
+    from infercc.stages.simplify import SimplifyStage
+    from infercc.stages.verify import VerifyStage
+
+    stages: list[Stage] = [ImportOnnxStage() if ctx.source.is_onnx else ExportStage()]
+    if goal is Goal.export:
+        return stages
+    stages.append(SimplifyStage())
+    onnx_artifacts = ["onnx", "fp32"]
+    if reaches(goal, Goal.quantize):
+        more, produced = quantize.stages_for(ctx.config)
+        stages += more
+        onnx_artifacts += produced
+    engines: list[str] = []
+    if reaches(goal, Goal.build) and (Target.tensorrt in ctx.config.targets or goal is Goal.build):
+        more, engines = build.stages_for(ctx.config, onnx_artifacts, explicit_targets or goal is Goal.build)
+        stages += more
+    if reaches(goal, Goal.verify) and goal is not Goal.build:
+        stages.append(VerifyStage(tuple(onnx_artifacts)))
+    if reaches(goal, Goal.bench) and (goal is Goal.bench or ctx.config.bench.enabled):
+        stages += bench.stages_for(ctx.config, onnx_artifacts + engines)
+    return stages
+
+
+def execute(config: CompileConfig, goal: Goal, events: Events, force: bool = False, explicit_targets: bool = False) -> tuple[RunContext, RunResult]:
+    """Resolve, lock the output folder, run the stages, record input names for the next run."""
+    out = ensure_writable_dir(config.out)
+    wait = config.lock_wait_s if config.lock.value == "wait" else 0.0
+    with OutDirLock(out, wait=wait):
+        ctx = make_context(config, events, force)
+        stages = plan(ctx, goal, explicit_targets)
+        result = run_stages(ctx, stages, config.model_dump(mode="json"))
+        result.manifest.source["input_names"] = ctx.input_names
+        result.manifest.source["shapes"] = {n: r.describe() for n, r in ctx.shape_ranges.items()}
+        result.manifest.save(out)
+    return ctx, result
+
+
+def describe_ranges(ranges: dict[str, ShapeRange]) -> str:
+    return ", ".join(f"{n}:{format_dims(r.opt)}" for n, r in ranges.items())

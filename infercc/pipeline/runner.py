@@ -1,0 +1,140 @@
+"""Runs a list of stages like a build system: a stage whose key is unchanged and whose outputs are
+intact is skipped; anything else re-runs, and so does everything downstream whose inputs changed."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infercc.errors import InferccError, StageError
+from infercc.fsutil import remove_stale_temporaries, sha256_file, sha256_json
+from infercc.lazy import version_of
+from infercc.pipeline.manifest import ArtifactRecord, Manifest, StageRecord, load_manifest, now_iso, verify_outputs
+from infercc.pipeline.stage import RunContext, Stage, StageOutput
+
+CORE_TOOLS = ("torch", "onnx", "onnxruntime", "onnxslim", "numpy")
+
+
+@dataclass
+class RunResult:
+    manifest: Manifest
+    ran: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def records(self) -> list[StageRecord]:
+        return list(self.manifest.stages.values())
+
+
+def stage_key(stage: Stage, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> str:
+    """Full sha256 over the stage's identity, settings, input artifacts and tool versions."""
+    material: dict[str, Any] = {
+        "stage": stage.name,
+        "version": stage.version,
+        "settings": stage.settings(ctx),
+        "inputs": {name: art.sha256 for name, art in sorted(inputs.items())},
+        "tools": {tool: version_of(tool) for tool in stage.tools()},
+    }
+    if not stage.needs:  # a root stage depends on the model source itself
+        material["source"] = ctx.source_hash
+    return sha256_json(material)
+
+
+def tool_versions() -> dict[str, str | None]:
+    return {tool: version_of(tool) for tool in CORE_TOOLS}
+
+
+def run_stages(ctx: RunContext, stages: list[Stage], config_dump: dict[str, Any]) -> RunResult:
+    out = ctx.out
+    for stale in remove_stale_temporaries(out):
+        ctx.events.info(f"removed an unfinished file from an interrupted run: {stale.name}")
+    manifest, damage = load_manifest(out)
+    if damage:
+        ctx.events.warn(damage)
+    if manifest is None:
+        manifest = Manifest()
+    manifest.config = config_dump
+    manifest.source = {"spec": ctx.source.spec, "kind": ctx.source.kind.value, "sha256": ctx.source_hash}
+    manifest.versions = tool_versions()
+    result = RunResult(manifest)
+    available: dict[str, ArtifactRecord] = {}
+
+    for stage in stages:
+        missing = [n for n in stage.needs if n not in available]
+        if missing:
+            raise StageError(f"Stage {stage.name} needs {', '.join(missing)}, which no earlier stage produced.")
+        inputs = {n: available[n] for n in stage.needs}
+        key = stage_key(stage, ctx, inputs)
+        previous = manifest.stages.get(stage.name)
+        if previous is not None and previous.key == key and previous.status == "done" and not ctx.force:
+            problem = verify_outputs(out, previous)
+            if problem is None:
+                available.update({a.name: a for a in previous.outputs})
+                result.cached.append(stage.name)
+                ctx.events.stage_finished(previous, cached=True)
+                continue
+            ctx.events.warn(f"{stage.name}: {problem}; running the stage again.")
+        record = _run_one(stage, ctx, inputs, key, manifest)
+        if record.status == "skipped":
+            result.skipped.append(stage.name)
+        else:
+            result.ran.append(stage.name)
+        available.update({a.name: a for a in record.outputs})
+    manifest.save(out)
+    return result
+
+
+def _run_one(
+    stage: Stage, ctx: RunContext, inputs: dict[str, ArtifactRecord], key: str, manifest: Manifest
+) -> StageRecord:
+    ctx.events.stage_started(stage.name, stage.description)
+    started, clock = now_iso(), time.perf_counter()
+    try:
+        output = stage.run(ctx, inputs)
+    except InferccError as exc:
+        record = StageRecord(
+            name=stage.name, key=key, status="failed", started=started,
+            duration_s=round(time.perf_counter() - clock, 3),
+            inputs={n: a.sha256 for n, a in inputs.items()}, error=exc.message,
+        )
+        manifest.stages[stage.name] = record
+        manifest.save(ctx.out)
+        ctx.events.stage_finished(record, cached=False)
+        raise
+    record = StageRecord(
+        name=stage.name,
+        key=key,
+        status="skipped" if output.skipped else "done",
+        started=started,
+        duration_s=round(time.perf_counter() - clock, 3),
+        inputs={n: a.sha256 for n, a in inputs.items()},
+        outputs=[_record(ctx.out, art) for art in output.artifacts],
+        metrics=output.metrics,
+        notes=output.notes + ([output.skipped] if output.skipped else []),
+    )
+    manifest.stages[stage.name] = record
+    manifest.save(ctx.out)
+    ctx.events.stage_finished(record, cached=False)
+    return record
+
+
+def _record(out: Path, art: Any) -> ArtifactRecord:
+    path = out / art.filename
+    if not path.is_file():
+        raise StageError(f"Stage output {art.filename} was not written.")
+    return ArtifactRecord(
+        name=art.name,
+        path=art.filename,
+        kind=art.kind,
+        sha256=sha256_file(path),
+        size=path.stat().st_size,
+        precision=art.precision.value if art.precision is not None else None,
+        target=art.target,
+        meta=art.meta,
+    )
+
+
+__all__ = ["RunResult", "StageOutput", "run_stages", "stage_key"]

@@ -1,0 +1,119 @@
+"""The stage interface, the run context every stage receives, and the events a run emits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from infercc.config import CompileConfig, Precision
+from infercc.models.sources import ModelSource
+from infercc.pipeline.manifest import ArtifactRecord, StageRecord
+from infercc.shapes import ShapeRange
+
+
+@dataclass
+class NewArtifact:
+    """A file a stage wrote (already complete and in place); the runner hashes and records it."""
+
+    name: str
+    filename: str  # relative to the output folder
+    kind: str
+    precision: Precision | None = None
+    target: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StageOutput:
+    artifacts: list[NewArtifact] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    skipped: str | None = None  # reason, when the stage could not run here (e.g. runtime not installed)
+
+
+class Events(Protocol):
+    """What a run tells whoever watches it (the CLI draws progress bars from these)."""
+
+    def stage_started(self, name: str, description: str) -> None: ...
+
+    def stage_progress(self, name: str, completed: float, total: float | None, detail: str = "") -> None: ...
+
+    def stage_finished(self, record: StageRecord, cached: bool) -> None: ...
+
+    def warn(self, message: str) -> None: ...
+
+    def info(self, message: str) -> None: ...
+
+
+class QuietEvents:
+    """Events sink for library use and tests: collects warnings, prints nothing."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+        self.finished: list[tuple[str, bool]] = []
+
+    def stage_started(self, name: str, description: str) -> None:
+        pass
+
+    def stage_progress(self, name: str, completed: float, total: float | None, detail: str = "") -> None:
+        pass
+
+    def stage_finished(self, record: StageRecord, cached: bool) -> None:
+        self.finished.append((record.name, cached))
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def info(self, message: str) -> None:
+        pass
+
+
+@dataclass
+class RunContext:
+    """Everything a stage may read. The PyTorch model is loaded only when a stage asks for it."""
+
+    config: CompileConfig
+    out: Path
+    source: ModelSource
+    source_hash: str
+    input_names: list[str]
+    shape_ranges: dict[str, ShapeRange]
+    events: Events
+    force: bool = False
+    _module: Any = None
+
+    def torch_module(self) -> Any:
+        if self._module is None:
+            from infercc.models.sources import load_module
+
+            self._module = load_module(self.source, self.config.model)
+        return self._module
+
+    def path(self, filename: str) -> Path:
+        return self.out / filename
+
+    def progress(self, stage: str, completed: float, total: float | None, detail: str = "") -> None:
+        self.events.stage_progress(stage, completed, total, detail)
+
+
+class Stage(Protocol):
+    """One step of the pipeline.
+
+    name      unique in a run (export, simplify, quantize-int8, build-fp16, verify, bench)
+    version   bump when the stage's behaviour changes: it is part of the cache key
+    needs     names of upstream artifacts it consumes
+    settings  what besides its inputs changes its outputs (part of the key)
+    tools     modules whose installed versions are part of the key
+    """
+
+    name: str
+    version: ClassVar[str]
+    description: str
+    needs: tuple[str, ...]
+
+    def settings(self, ctx: RunContext) -> dict[str, Any]: ...
+
+    def tools(self) -> tuple[str, ...]: ...
+
+    def run(self, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> StageOutput: ...

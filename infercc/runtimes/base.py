@@ -1,0 +1,109 @@
+"""The runtime interface and its registry.
+
+A runtime is a context manager: it loads its artifact on enter and frees it on exit.
+    io_spec()                      -> the inputs and outputs it expects
+    infer(feeds)                   -> {output name: numpy array}
+    time_infer(feeds, iters, warmup) -> seconds per iteration, device-synchronised
+`status()` says whether the runtime can run here, importing nothing heavy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str  # numpy dtype name
+    shape: tuple[int | str | None, ...]  # str/None for dynamic dims
+
+
+@dataclass(frozen=True)
+class RuntimeStatus:
+    name: str
+    available: bool
+    reason: str = ""  # why not, with the install hint
+    version: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    name: ClassVar[str]
+    artifact_kinds: ClassVar[tuple[str, ...]]  # "onnx", "engine", "torch"
+
+    @classmethod
+    def status(cls) -> RuntimeStatus: ...
+
+    def __enter__(self) -> Runtime: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def io_spec(self) -> tuple[list[TensorSpec], list[TensorSpec]]: ...
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def time_infer(self, feeds: dict[str, np.ndarray], iters: int, warmup: int) -> list[float]: ...
+
+
+# name -> "module:Class"; modules are imported only when the runtime is used.
+REGISTRY: dict[str, str] = {}
+
+
+def register(name: str, target: str) -> None:
+    if name in REGISTRY:
+        raise ValueError(f"runtime {name!r} is registered twice")
+    REGISTRY[name] = target
+
+
+register("pytorch-cpu", "infercc.runtimes.torch_ref:TorchCPU")
+register("pytorch-cuda", "infercc.runtimes.torch_ref:TorchCUDA")
+register("onnxruntime-cpu", "infercc.runtimes.onnxrt:OrtCPU")
+register("onnxruntime-cuda", "infercc.runtimes.onnxrt:OrtCUDA")
+register("tensorrt", "infercc.runtimes.tensorrt:TensorRTRuntime")
+
+
+def runtime_class(name: str) -> type:
+    from infercc.errors import UsageError
+
+    if name not in REGISTRY:
+        raise UsageError(f"Unknown runtime {name!r}.", hint=f"Known runtimes: {', '.join(REGISTRY)}.")
+    module_name, cls_name = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module_name), cls_name)
+
+
+def get_runtime(name: str, artifact: Path | Any, **options: Any) -> Runtime:
+    """Instantiate runtime `name` for an artifact (a file path, or an nn.Module for PyTorch)."""
+    return runtime_class(name)(artifact, **options)
+
+
+def runtime_statuses() -> list[RuntimeStatus]:
+    statuses = []
+    for name in REGISTRY:
+        try:
+            statuses.append(runtime_class(name).status())
+        except Exception as exc:  # a broken install must not break `doctor`
+            statuses.append(RuntimeStatus(name, False, f"probe failed: {exc}"))
+    return statuses
+
+
+def time_loop(run_once: Any, sync: Any, iters: int, warmup: int) -> list[float]:
+    """Shared CPU timing loop: per-iteration wall time after `sync` (a no-op on CPU)."""
+    import time
+
+    for _ in range(warmup):
+        run_once()
+    sync()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        run_once()
+        sync()
+        times.append(time.perf_counter() - start)
+    return times

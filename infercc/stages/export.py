@@ -1,0 +1,366 @@
+"""Export stage: PyTorch -> ONNX, checked, then compared with PyTorch at the min, opt and max shapes.
+
+Exporters can bake a traced dimension into the graph; such an export works at the traced shape
+and fails elsewhere. Checking every shape of every dynamic range catches it, naming the node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import re
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from infercc.config import Exporter, Tolerance
+from infercc.data.synthetic import Feeds, synthetic_feed
+from infercc.errors import InferccError, StageError, UsageError, VerificationFailed
+from infercc.fsutil import atomic_path
+from infercc.lazy import require
+from infercc.metrics import compare
+from infercc.models.io import flatten_outputs
+from infercc.onnxutil import check_onnx, io_dims, load_onnx, op_counts
+from infercc.pipeline.manifest import ArtifactRecord
+from infercc.pipeline.stage import NewArtifact, RunContext, StageOutput
+from infercc.shapes import Shape, format_dims
+
+ONNX_FILE = "model.onnx"
+REFERENCE_FILE = "reference.npz"
+REJECTED_FILE = "model.rejected.onnx"
+
+
+@dataclass
+class ShapePoint:
+    label: str  # opt, min, max
+    shapes: dict[str, Shape]
+
+
+@dataclass
+class ParityResult:
+    ok: bool
+    per_point: dict[str, dict[str, Any]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def shape_points(ctx: RunContext) -> list[ShapePoint]:
+    """opt first (the traced shape), then min and max where they differ."""
+    points: list[ShapePoint] = []
+    for label in ("opt", "min", "max"):
+        shapes = {name: getattr(ctx.shape_ranges[name], label) for name in ctx.input_names}
+        if all(shapes != p.shapes for p in points):
+            points.append(ShapePoint(label, shapes))
+    return points
+
+
+def describe_point(point: ShapePoint) -> str:
+    return ", ".join(f"{n}:{format_dims(s)}" for n, s in point.shapes.items())
+
+
+class ExportStage:
+    name = "export"
+    version: ClassVar[str] = "1"
+    description = "Export PyTorch -> ONNX"
+    needs: tuple[str, ...] = ()
+
+    def settings(self, ctx: RunContext) -> dict[str, Any]:
+        cfg = ctx.config
+        return {
+            "export": cfg.export.model_dump(mode="json"),
+            "inputs": {n: ctx.config.inputs[n].model_dump(mode="json") for n in ctx.input_names if n in cfg.inputs},
+            "ranges": {n: r.describe() for n, r in ctx.shape_ranges.items()},
+            "input_names": ctx.input_names,
+            "output_names": cfg.model.output_names,
+        }
+
+    def tools(self) -> tuple[str, ...]:
+        return ("torch", "onnx", "onnxscript", "onnxruntime")
+
+    def run(self, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> StageOutput:
+        torch = require("torch", "exporting PyTorch models")
+        module = ctx.torch_module()
+        points = shape_points(ctx)
+        feeds = {p.label: synthetic_feed(ctx.input_names, p.shapes, ctx.config.inputs, seed=ctx.config.verify.seed) for p in points}
+        references = {p.label: _torch_outputs(module, ctx, feeds[p.label], p) for p in points}
+        output_names = list(references[points[0].label])
+
+        exporters = _exporter_order(ctx.config.export.exporter)
+        attempts: list[str] = []
+        notes: list[str] = []
+        tolerance = Tolerance(atol=ctx.config.export.atol, rtol=ctx.config.export.rtol)
+        for i, exporter in enumerate(exporters):
+            ctx.progress(self.name, i, len(exporters), f"{exporter.value} exporter")
+            final = ctx.path(ONNX_FILE)
+            started = time.perf_counter()
+            try:
+                with atomic_path(final) as tmp:
+                    _export(torch, module, ctx, exporter, feeds[points[0].label], output_names, tmp)
+                    check_onnx(tmp)
+                    _infer_shapes(tmp)
+                    parity = _parity(ctx, tmp, points, feeds, references, tolerance)
+                    if not parity.ok:
+                        shutil.copyfile(tmp, ctx.path(REJECTED_FILE))
+                        raise _ParityError(parity)
+            except _ParityError as failure:
+                attempts.append(f"{exporter.value}: " + "; ".join(failure.parity.problems))
+                continue
+            except InferccError:
+                raise
+            except Exception as exc:  # the exporter itself failed: record why and try the next one
+                attempts.append(f"{exporter.value} exporter failed: {_first_line(exc)}")
+                continue
+            export_s = time.perf_counter() - started
+            if attempts:
+                notes.append(f"used the {exporter.value} exporter after: {' | '.join(attempts)}")
+            ctx.path(REJECTED_FILE).unlink(missing_ok=True)
+            _save_reference(ctx.path(REFERENCE_FILE), feeds, references)
+            model = load_onnx(final, with_data=False)
+            counts = op_counts(model)
+            metrics = {
+                "exporter": exporter.value,
+                "fallback_reasons": attempts,
+                "opset": ctx.config.export.opset,
+                "export_s": round(export_s, 3),
+                "nodes": sum(counts.values()),
+                "op_counts": counts,
+                "io": io_dims(model),
+                "parity": parity.per_point,
+                "shapes_checked": {p.label: describe_point(p) for p in points},
+            }
+            return StageOutput(
+                artifacts=[
+                    NewArtifact("onnx", ONNX_FILE, "onnx", meta={"exporter": exporter.value}),
+                    NewArtifact("reference", REFERENCE_FILE, "reference"),
+                ],
+                metrics=metrics,
+                notes=notes,
+            )
+        raise _export_failure(attempts, ctx)
+
+
+class _ParityError(Exception):
+    def __init__(self, parity: ParityResult) -> None:
+        super().__init__("; ".join(parity.problems))
+        self.parity = parity
+
+
+def _exporter_order(choice: Exporter) -> list[Exporter]:
+    if choice is Exporter.auto:
+        return [Exporter.dynamo, Exporter.torchscript]
+    return [choice]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        line = re.sub(r"\x1b\[[0-9;]*m", "", line).strip()
+        if line and not line.startswith(("Traceback", "File ")):
+            return f"{type(exc).__name__}: {line[:300]}"
+    return type(exc).__name__
+
+
+def _export_failure(attempts: list[str], ctx: RunContext) -> InferccError:
+    parity_failed = any(" exporter failed:" not in a for a in attempts)
+    lines = "\n  ".join(attempts)
+    if parity_failed:
+        return VerificationFailed(
+            f"The exported ONNX does not match PyTorch on the declared shape ranges:\n  {lines}",
+            hint=f"The graph is kept as {ctx.path(REJECTED_FILE)} for inspection. A dimension fixed at trace time "
+            "usually comes from shape-dependent Python code (e.g. nn.MultiheadAttention, x.shape[1] in a reshape); "
+            "make it dynamic in the model, or declare that dimension static.",
+        )
+    return StageError(f"Every exporter failed:\n  {lines}", hint="Run with -v for the traceback; try --exporter torchscript or another --opset.")
+
+
+def _torch_outputs(module: Any, ctx: RunContext, feed: Feeds, point: ShapePoint) -> dict[str, np.ndarray]:
+    torch = require("torch")
+    args = [torch.from_numpy(np.ascontiguousarray(feed[n])) for n in ctx.input_names]
+    try:
+        with torch.inference_mode():
+            result = module(*args)
+    except Exception as exc:
+        raise UsageError(
+            f"The model's forward pass failed on the declared {point.label} shapes {describe_point(point)}: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            hint="Check --shape / --min-shape / --max-shape against what the model accepts.",
+        ) from exc
+    tensors = flatten_outputs(result, ctx.config.model.output_names)
+    return {n: t.detach().cpu().numpy() for n, t in tensors.items()}
+
+
+def _export(torch: Any, module: Any, ctx: RunContext, exporter: Exporter, feed: Feeds, output_names: list[str], path: Path) -> None:
+    args = tuple(torch.from_numpy(np.ascontiguousarray(feed[n])) for n in ctx.input_names)
+    opset = ctx.config.export.opset
+    quiet = contextlib.redirect_stdout(io.StringIO())
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings(), quiet, contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        if exporter is Exporter.dynamo:
+            dynamic_shapes = {
+                name: {axis: torch.export.Dim.DYNAMIC for axis in ctx.shape_ranges[name].dynamic_axes} or None
+                for name in ctx.input_names
+            }
+            has_dynamic = any(v for v in dynamic_shapes.values())
+            program = torch.onnx.export(
+                module, args, None, dynamo=True, opset_version=opset,
+                input_names=ctx.input_names, output_names=output_names,
+                dynamic_shapes=tuple(dynamic_shapes.values()) if has_dynamic else None,
+                optimize=True, verbose=False,
+            )
+            program.save(str(path))
+        else:
+            dynamic_axes = {
+                name: {axis: f"{name}_dim{axis}" for axis in ctx.shape_ranges[name].dynamic_axes}
+                for name in ctx.input_names
+                if ctx.shape_ranges[name].dynamic_axes
+            }
+            torch.onnx.export(
+                module, args, str(path), dynamo=False, opset_version=opset,
+                input_names=ctx.input_names, output_names=output_names,
+                dynamic_axes=dynamic_axes or None, do_constant_folding=True,
+            )
+    _rename_outputs(path, output_names)
+
+
+def _rename_outputs(path: Path, output_names: list[str]) -> None:
+    """Make graph input/output names exactly the ones PyTorch reported (dynamo may drop output_names)."""
+    onnx = require("onnx")
+    model = onnx.load(str(path), load_external_data=False)
+    current = [o.name for o in model.graph.output]
+    if current == output_names or len(current) != len(output_names):
+        return
+    mapping = dict(zip(current, output_names, strict=True))
+    for node in model.graph.node:
+        for i, name in enumerate(node.output):
+            if name in mapping:
+                node.output[i] = mapping[name]
+        for i, name in enumerate(node.input):
+            if name in mapping:
+                node.input[i] = mapping[name]
+    for out in model.graph.output:
+        out.name = mapping[out.name]
+    onnx.save(model, str(path))
+
+
+def _infer_shapes(path: Path) -> None:
+    onnx = require("onnx")
+    with contextlib.suppress(Exception):  # shape inference is best effort; the checker already passed
+        onnx.shape_inference.infer_shapes_path(str(path), str(path))
+
+
+def _parity(
+    ctx: RunContext,
+    path: Path,
+    points: list[ShapePoint],
+    feeds: dict[str, Feeds],
+    references: dict[str, dict[str, np.ndarray]],
+    tolerance: Tolerance,
+) -> ParityResult:
+    from infercc.runtimes.onnxrt import OrtCPU
+
+    result = ParityResult(ok=True)
+    graph_dims = io_dims(load_onnx(path, with_data=False))
+    for name in ctx.input_names:
+        dims = graph_dims.get(name, {}).get("dims", [])
+        for axis in ctx.shape_ranges[name].dynamic_axes:
+            if axis < len(dims) and isinstance(dims[axis], int):
+                result.problems.append(
+                    f"input {name} dimension {axis} was exported as fixed {dims[axis]} although it ranges "
+                    f"{ctx.shape_ranges[name].min[axis]}..{ctx.shape_ranges[name].max[axis]}"
+                )
+    with OrtCPU(path) as runtime:
+        for point in points:
+            try:
+                outputs = runtime.infer(feeds[point.label])
+            except InferccError as exc:
+                result.problems.append(f"at the {point.label} shapes ({describe_point(point)}) {_node_of(exc)}")
+                continue
+            per_output = {}
+            for out_name, reference in references[point.label].items():
+                if out_name not in outputs:
+                    result.problems.append(f"output {out_name} is missing from the ONNX graph")
+                    continue
+                metrics = compare(outputs[out_name], reference, tolerance)
+                per_output[out_name] = metrics.to_dict()
+                for failure in metrics.failures:
+                    result.problems.append(f"at the {point.label} shapes ({describe_point(point)}) output {out_name}: {failure}")
+            result.per_point[point.label] = {"shapes": describe_point(point), "outputs": per_output}
+    result.ok = not result.problems
+    return result
+
+
+def _node_of(exc: InferccError) -> str:
+    text = exc.message
+    match = re.search(r"running (\w+) node\. Name:'([^']*)'", text)
+    status = re.search(r"Status Message: (.*)", text)
+    if match:
+        detail = status.group(1).strip()[:200] if status else ""
+        return f"ONNX Runtime failed in {match.group(1)} node '{match.group(2)}': {detail}"
+    return text.splitlines()[0][:300]
+
+
+def _save_reference(final: Path, feeds: dict[str, Feeds], references: dict[str, dict[str, np.ndarray]]) -> None:
+    arrays = {}
+    for label, feed in feeds.items():
+        arrays.update({f"{label}/input/{n}": v for n, v in feed.items()})
+        arrays.update({f"{label}/output/{n}": v for n, v in references[label].items()})
+    with atomic_path(final) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def load_reference(path: Path) -> dict[str, tuple[Feeds, dict[str, np.ndarray]]]:
+    """{point label: (inputs, PyTorch outputs)} from reference.npz."""
+    result: dict[str, tuple[Feeds, dict[str, np.ndarray]]] = {}
+    with np.load(path) as data:
+        for key in data.files:
+            label, kind, name = key.split("/", 2)
+            feeds, outs = result.setdefault(label, ({}, {}))
+            (feeds if kind == "input" else outs)[name] = data[key]
+    return result
+
+
+class ImportOnnxStage:
+    """For an .onnx source: copy it in, check it, and record ONNX Runtime's outputs as the reference."""
+
+    name = "export"
+    version: ClassVar[str] = "1"
+    description = "Import ONNX"
+    needs: tuple[str, ...] = ()
+
+    def settings(self, ctx: RunContext) -> dict[str, Any]:
+        return {"ranges": {n: r.describe() for n, r in ctx.shape_ranges.items()}, "seed": ctx.config.verify.seed,
+                "inputs": {n: ctx.config.inputs[n].model_dump(mode="json") for n in ctx.input_names if n in ctx.config.inputs}}
+
+    def tools(self) -> tuple[str, ...]:
+        return ("onnx", "onnxruntime")
+
+    def run(self, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> StageOutput:
+        from infercc.runtimes.onnxrt import OrtCPU
+
+        source = Path(ctx.source.spec)
+        model = load_onnx(source, with_data=True)
+        check_onnx(source)
+        from infercc.onnxutil import save_onnx
+
+        save_onnx(model, ctx.path(ONNX_FILE))
+        points = shape_points(ctx)
+        feeds = {p.label: synthetic_feed(ctx.input_names, p.shapes, ctx.config.inputs, seed=ctx.config.verify.seed) for p in points}
+        references = {}
+        with OrtCPU(ctx.path(ONNX_FILE)) as runtime:
+            for point in points:
+                references[point.label] = runtime.infer(feeds[point.label])
+        _save_reference(ctx.path(REFERENCE_FILE), feeds, references)
+        counts = op_counts(model)
+        return StageOutput(
+            artifacts=[NewArtifact("onnx", ONNX_FILE, "onnx", meta={"exporter": "none (ONNX source)"}),
+                       NewArtifact("reference", REFERENCE_FILE, "reference")],
+            metrics={"exporter": "none", "nodes": sum(counts.values()), "op_counts": counts, "io": io_dims(model),
+                     "shapes_checked": {p.label: describe_point(p) for p in points}},
+            notes=["ONNX source: export skipped; the reference is ONNX Runtime CPU on the source file"],
+        )

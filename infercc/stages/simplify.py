@@ -1,0 +1,109 @@
+"""Simplify stage: onnxslim (default) or onnxsim, node counts before/after, parity after."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+from typing import Any, ClassVar
+
+from infercc.config import Simplifier, Tolerance
+from infercc.errors import StageError, VerificationFailed
+from infercc.fsutil import atomic_path
+from infercc.lazy import require
+from infercc.metrics import compare
+from infercc.onnxutil import check_onnx, load_onnx, op_counts, save_onnx
+from infercc.pipeline.manifest import ArtifactRecord
+from infercc.pipeline.stage import NewArtifact, RunContext, StageOutput
+
+FP32_FILE = "model.fp32.onnx"
+
+
+class SimplifyStage:
+    name = "simplify"
+    version: ClassVar[str] = "1"
+    description = "Simplify the graph"
+    needs: tuple[str, ...] = ("onnx", "reference")
+
+    def settings(self, ctx: RunContext) -> dict[str, Any]:
+        return {"tool": ctx.config.simplify.tool.value, "atol": ctx.config.export.atol, "rtol": ctx.config.export.rtol}
+
+    def tools(self) -> tuple[str, ...]:
+        return ("onnx", "onnxslim", "onnxsim", "onnxruntime")
+
+    def run(self, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> StageOutput:
+        source = ctx.path(inputs["onnx"].path)
+        model = load_onnx(source)
+        before = op_counts(model)
+        tool = ctx.config.simplify.tool
+        final = ctx.path(FP32_FILE)
+        if tool is Simplifier.none:
+            with atomic_path(final) as tmp:
+                shutil.copyfile(source, tmp)
+            simplified = model
+        else:
+            simplified = _simplify(model, tool)
+            save_onnx(simplified, final)
+        after = op_counts(simplified)
+        try:
+            check_onnx(final)
+            parity = _parity(ctx, inputs)
+        except BaseException:
+            final.unlink(missing_ok=True)
+            raise
+        return StageOutput(
+            artifacts=[NewArtifact("fp32", FP32_FILE, "onnx", precision=None, meta={"simplifier": tool.value})],
+            metrics={
+                "tool": tool.value,
+                "nodes_before": sum(before.values()),
+                "nodes_after": sum(after.values()),
+                "op_counts_before": before,
+                "op_counts_after": after,
+                "parity": parity,
+            },
+        )
+
+
+def _simplify(model: Any, tool: Simplifier) -> Any:
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            if tool is Simplifier.onnxslim:
+                onnxslim = require("onnxslim", "graph simplification")
+                return onnxslim.slim(model)
+            onnxsim = require("onnxsim", "simplify.tool: onnxsim")
+            simplified, ok = onnxsim.simplify(model)
+            if not ok:
+                raise StageError("onnxsim could not validate the simplified model.", hint="Use simplify.tool: onnxslim.")
+            return simplified
+    except StageError:
+        raise
+    except Exception as exc:
+        raise StageError(
+            f"{tool.value} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}",
+            hint="Skip simplification with --simplifier none.",
+        ) from exc
+
+
+def _parity(ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> dict[str, Any]:
+    """The simplified graph must still match the reference at every checked shape."""
+    from infercc.runtimes.onnxrt import OrtCPU
+    from infercc.stages.export import load_reference
+
+    tolerance = Tolerance(atol=ctx.config.export.atol, rtol=ctx.config.export.rtol)
+    reference = load_reference(ctx.path(inputs["reference"].path))
+    report: dict[str, Any] = {}
+    problems = []
+    with OrtCPU(ctx.path(FP32_FILE)) as runtime:
+        for label, (feeds, expected) in reference.items():
+            outputs = runtime.infer(feeds)
+            report[label] = {}
+            for name, ref in expected.items():
+                metrics = compare(outputs[name], ref, tolerance)
+                report[label][name] = metrics.to_dict()
+                problems += [f"at the {label} shapes, output {name}: {f}" for f in metrics.failures]
+    if problems:
+        raise VerificationFailed(
+            "The simplified graph no longer matches the reference: " + "; ".join(problems),
+            hint="Run again with --simplifier none and report the model to the simplifier's authors.",
+        )
+    return report

@@ -1,0 +1,27 @@
+"""Model returning a dict of two tensors.
+
+Factory: ``dict_model``
+Inputs:  ``x`` float32 (N, 12)   -- N dynamic
+Outputs: dict {"scores": float32 (N, 3), "probs": float32 (N, 3)}
+         Dynamo exporter names the ONNX outputs after the flattened dict keys? No: both exporters
+         flatten the dict in insertion order (scores, probs); pass output_names to get the keys.
+CLI:     --model tests/zoo/dict_out.py:dict_model --shape x:1x12
+"""
+
+import torch
+from torch import nn
+
+
+class DictModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(12, 24), nn.ReLU(), nn.Linear(24, 3))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        scores = self.body(x)
+        return {"scores": scores, "probs": torch.softmax(scores, dim=-1)}
+
+
+def dict_model() -> nn.Module:
+    torch.manual_seed(0)
+    return DictModel().eval()
