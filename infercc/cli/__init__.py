@@ -66,6 +66,23 @@ def _pipeline_command(goal_name: str) -> Any:
         calib: opt.CalibOpt = None,
         target: opt.TargetOpt = None,
         lock_wait: opt.LockWaitOpt = None,
+        set_: opt.SetOpt = None,
+        calib_method: opt.CalibMethodOpt = None,
+        eval_: opt.EvalOpt = None,
+        workspace: opt.WorkspaceOpt = None,
+        timing_cache: opt.TimingCacheOpt = None,
+        compute_capability: opt.ComputeCapOpt = None,
+        builder_optimization_level: opt.OptLevelOpt = None,
+        int8_route: opt.Int8RouteOpt = None,
+        reference: opt.ReferenceOpt = None,
+        inputs: opt.InputsOpt = None,
+        seed: opt.SeedOpt = None,
+        iterations: opt.IterationsOpt = None,
+        warmup: opt.WarmupOpt = None,
+        duration: opt.DurationOpt = None,
+        threads: opt.ThreadsOpt = None,
+        batch_sizes: opt.BatchSizesOpt = None,
+        no_bench: opt.NoBenchOpt = False,
         json_out: opt.JsonOpt = False,
         verbose: opt.VerboseOpt = 0,
         quiet: opt.QuietOpt = False,
@@ -76,7 +93,24 @@ def _pipeline_command(goal_name: str) -> Any:
             model=model, model_args=model_arg or [], weights=weights, allow_pickle=allow_pickle,
             shape=shape or [], min_shape=min_shape or [], opt_shape=opt_shape or [], max_shape=max_shape or [],
             out=out, exporter=exporter, opset=opset, simplifier=simplifier, precision=precision,
-            calib=calib, target=target, lock_wait=lock_wait,
+            calib=calib, target=target, lock_wait=lock_wait, sets=set_ or [], eval=eval_,
+            extra={
+                "quantize.method": calib_method,
+                "build.workspace_mib": workspace,
+                "build.timing_cache": str(timing_cache) if timing_cache else None,
+                "build.compute_capabilities": _csv(compute_capability),
+                "build.optimization_level": builder_optimization_level,
+                "build.int8_route": int8_route,
+                "verify.reference": reference,
+                "verify.inputs": str(inputs) if inputs else None,
+                "verify.seed": seed,
+                "bench.iterations": iterations,
+                "bench.warmup": warmup,
+                "bench.duration_s": duration,
+                "bench.threads": threads,
+                "bench.batch_sizes": [int(b) for b in _csv(batch_sizes)] if batch_sizes else None,
+                "bench.enabled": False if no_bench else None,
+            },
         )
         console = make_console(json_out)
         settings = load_settings(config, flags)
@@ -88,6 +122,16 @@ def _pipeline_command(goal_name: str) -> Any:
 
     command.__name__ = goal_name
     return command
+
+
+def _csv(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    for item in items:
+        if item.startswith("-") or not item:
+            raise UsageError(f"Bad list value {value!r}.")
+    return items
 
 
 def _finish(console: Any, ctx: Any, result: Any, json_out: bool, quiet: bool) -> None:

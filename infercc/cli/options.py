@@ -56,3 +56,33 @@ TargetOpt = Annotated[str | None, typer.Option("--target", "-t", help="Comma-sep
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout; human output goes to stderr.", rich_help_panel=OUTPUT)]
 VerboseOpt = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail; tracebacks on errors.", rich_help_panel=OUTPUT)]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and the final result.", rich_help_panel=OUTPUT)]
+
+VERIFY = "Verify"
+BENCH = "Bench"
+
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override any config key: dotted.key=VALUE (YAML value), e.g. --set verify.samples=8. Repeatable.", rich_help_panel=PIPELINE),
+]
+CalibMethodOpt = Annotated[str | None, typer.Option("--calib-method", help="INT8 calibration: minmax, entropy or percentile.", rich_help_panel=PRECISION)]
+EvalOpt = Annotated[
+    str | None,
+    typer.Option("--eval", help="Held-out evaluation data (same forms as --calib) for accuracy figures.", rich_help_panel=PRECISION),
+]
+WorkspaceOpt = Annotated[int | None, typer.Option("--workspace", help="TensorRT workspace memory limit in MiB (trtexec --memPoolSize).", rich_help_panel=TENSORRT)]
+TimingCacheOpt = Annotated[Path | None, typer.Option("--timing-cache", help="Timing cache file, loaded, updated and saved across builds.", rich_help_panel=TENSORRT)]
+ComputeCapOpt = Annotated[
+    str | None,
+    typer.Option("--compute-capability", help="TensorRT-RTX targets, comma-separated, e.g. 8.6,8.9,12.0.", rich_help_panel=TENSORRT),
+]
+OptLevelOpt = Annotated[int | None, typer.Option("--builder-optimization-level", help="0-5 (trtexec --builderOptimizationLevel).", rich_help_panel=TENSORRT)]
+Int8RouteOpt = Annotated[str | None, typer.Option("--int8-route", help="qdq (from the INT8 artifact) or calibrator (TensorRT 10 only).", rich_help_panel=TENSORRT)]
+ReferenceOpt = Annotated[str | None, typer.Option("--reference", help="Compare against pytorch (default) or onnx (FP32 on ONNX Runtime CPU).", rich_help_panel=VERIFY)]
+InputsOpt = Annotated[Path | None, typer.Option("--inputs", help="Folder of .npy/.npz inputs to verify on instead of seeded random data.", rich_help_panel=VERIFY)]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed of the synthetic inputs.", rich_help_panel=VERIFY)]
+IterationsOpt = Annotated[int | None, typer.Option("--iterations", help="Timed iterations per repeat.", rich_help_panel=BENCH)]
+WarmupOpt = Annotated[int | None, typer.Option("--warmup", help="Untimed warm-up iterations.", rich_help_panel=BENCH)]
+DurationOpt = Annotated[float | None, typer.Option("--duration", help="Time each measurement for this many seconds instead.", rich_help_panel=BENCH)]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads for every runtime (recorded).", rich_help_panel=BENCH)]
+BatchSizesOpt = Annotated[str | None, typer.Option("--batch-sizes", help="Batch-size sweep, comma-separated, e.g. 1,8,32.", rich_help_panel=BENCH)]
+NoBenchOpt = Annotated[bool, typer.Option("--no-bench", help="Skip the bench stage in compile.", rich_help_panel=BENCH)]

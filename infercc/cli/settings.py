@@ -33,6 +33,8 @@ class Flags:
     calib: str | None = None
     target: str | None = None
     lock_wait: float | None = None
+    eval: str | None = None
+    sets: list[str] = field(default_factory=list)  # dotted.key=VALUE overrides (--set)
     extra: dict[str, Any] = field(default_factory=dict)  # dotted.key -> value, set by stage-specific commands
 
 
@@ -118,12 +120,23 @@ def _apply_flags(data: dict[str, Any], flags: Flags) -> None:
         data["targets"] = [t.strip().lower() for t in flags.target.split(",") if t.strip()]
     if flags.calib:
         data["calibration"] = _calib_source(flags.calib, data.get("calibration"))
+    if flags.eval:
+        data["evaluation"] = _calib_source(flags.eval, data.get("evaluation"))
     if flags.lock_wait is not None:
         data["lock"] = "wait" if flags.lock_wait > 0 else "fail"
         data["lock_wait_s"] = flags.lock_wait
     for dotted, value in flags.extra.items():
         if value is not None:
             _set(data, dotted, value)
+    for item in flags.sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {item!r}: expected dotted.key=VALUE.", hint="For example --set verify.samples=8.")
+        try:
+            value = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError as exc:
+            raise UsageError(f"--set {item!r}: the value is not valid YAML ({exc.__class__.__name__}).") from None
+        _set(data, key.strip(), value)
 
 
 def _calib_source(spec: str, existing: Any) -> dict[str, Any]:
