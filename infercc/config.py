@@ -162,13 +162,48 @@ class SimplifyConfig(Strict):
 class DataSource(Strict):
     """Where calibration or evaluation data comes from. Give exactly one of folder / images / callable / synthetic."""
 
-    folder: Path | None = Field(None, description="Folder of .npy/.npz files (npz keyed by input name).")
-    images: Path | None = Field(None, description="Folder of images, preprocessed as described by `preprocess`.")
-    callable: str | None = Field(None, description="module:fn or file.py:fn yielding dicts of arrays.")
+    folder: Path | None = Field(
+        None, description="Folder of .npy files (single-input models) or .npz files keyed by input name; one batch per file."
+    )
+    images: Path | None = Field(
+        None,
+        description="Folder of images, preprocessed as described by `preprocess` (or module:fn returning a folder, "
+        "e.g. infercc.models.examples:sample_photos_dir).",
+    )
+    callable: str | None = Field(None, description="module:fn or file.py:fn; fn() yields batches as dicts input name -> array.")
     synthetic: bool = Field(False, description="Seeded random data within the inputs' ranges (says little about accuracy).")
-    samples: int = Field(64, ge=1, description="Maximum number of samples (batches) to read.")
+    include: list[str] = Field(
+        default_factory=list, description="File-name patterns (glob) to use from folder/images (default: every file)."
+    )
+    samples: int = Field(64, ge=1, description="Most samples to read: files (folder), image views (images) or batches.")
+    batch_size: int | None = Field(
+        None, ge=1, description="Images/synthetic: samples per batch (default: the largest batch the input's range allows, up to 8)."
+    )
+    holdout: float = Field(
+        0.2, ge=0, lt=1,
+        description="Share of the calibration files/batches held out for evaluation when no `evaluation` source is given.",
+    )
+    seed: int = Field(0, description="Seed of synthetic data and of augmented image views.")
     labels: Path | None = Field(None, description="Labels file: one class index per line, or a JSON map file name -> class.")
     preprocess: ImagePreprocess | None = Field(None, description="Image preprocessing (for `images`).")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DataSource:
+        given = [k for k in ("folder", "images", "callable") if getattr(self, k) is not None] + (
+            ["synthetic"] if self.synthetic else []
+        )
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of folder, images, callable, synthetic" + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        for key in ("folder", "images", "callable"):
+            if getattr(self, key) is not None:
+                return key
+        return "synthetic"
 
 
 class ImagePreprocess(Strict):
@@ -179,7 +214,11 @@ class ImagePreprocess(Strict):
     scale: float = Field(1.0, description="Multiply pixel values (0..255) by this first.")
     mean: list[float] = Field([0.0, 0.0, 0.0], description="Subtracted per channel after scaling.")
     std: list[float] = Field([1.0, 1.0, 1.0], description="Divides per channel after subtracting the mean.")
-    views: int = Field(1, ge=1, description="Seeded augmented views per image (random crops and flips) beyond the first.")
+    views: int = Field(
+        1, ge=1,
+        description="Views per image: the first is resize + centre crop, the others seeded random resized crops, "
+        "flips and mild colour jitter.",
+    )
 
 
 class QuantizeConfig(Strict):
@@ -204,12 +243,19 @@ class QuantizeConfig(Strict):
         ],
         description="Ops kept in FP32 inside the FP16 graph (overflow-prone).",
     )
+    fp16_block_nodes: list[str] = Field(default_factory=list, description="Node names kept in FP32 inside the FP16 graph.")
+    fp16_auto_block: int = Field(
+        3, ge=0,
+        description="When the FP16 graph goes NaN/Inf, keep the first node that overflows in FP32 and convert again, "
+        "at most this many times (0: fail at once).",
+    )
     int8_budget_top1: float | None = Field(
         0.99, ge=0, le=1, description="Accuracy budget: minimum INT8 top-1 agreement with FP32 (None: no fallback)."
     )
     int8_budget_cosine: float | None = Field(None, ge=-1, le=1, description="Accuracy budget: minimum cosine to FP32.")
     fallback_max_steps: int = Field(6, ge=0, description="Accuracy-aware fallback: most re-quantization rounds.")
     fallback_nodes_per_step: int = Field(2, ge=1, description="Nodes moved back to FP32 per fallback round.")
+    sensitivity_samples: int = Field(16, ge=1, description="Calibration samples used to rank layers by quantization error.")
 
 
 class Flavour(StrEnum):
@@ -236,6 +282,13 @@ class BuildConfig(Strict):
     int8_route: Int8Route = Field(Int8Route.qdq, description="INT8 from the Q/DQ artifact, or TensorRT 10's implicit calibrator.")
     profiles: list[dict[str, InputSpec]] = Field(
         default_factory=list, description="Extra optimization profiles: a list of {input: {min, opt, max}}."
+    )
+    sources: dict[Precision, str] = Field(
+        default_factory=dict,
+        description=(
+            "ONNX artifact each engine is built from (default fp32 <- fp32, fp16 <- fp16, int8 <- int8-trt). "
+            "fp16: fp32 uses TensorRT 10's FP16 builder flag on the FP32 graph."
+        ),
     )
 
 
@@ -304,15 +357,15 @@ class CompileConfig(Strict):
     targets: list[Target] = Field(default_factory=lambda: [Target.onnxruntime], description="onnxruntime and/or tensorrt.")
     lock: LockMode = Field(LockMode.fail, description="When --out is in use by another run: fail at once, or wait.")
     lock_wait_s: float = Field(600.0, ge=0, description="With lock: wait, the most seconds to wait.")
-    export: ExportConfig = Field(default_factory=ExportConfig)
-    simplify: SimplifyConfig = Field(default_factory=SimplifyConfig)
-    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig, description="Export settings (PyTorch -> ONNX).")
+    simplify: SimplifyConfig = Field(default_factory=SimplifyConfig, description="Graph simplification.")
+    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig, description="FP16 and INT8 settings.")
     calibration: DataSource | None = Field(None, description="Calibration data for INT8.")
     evaluation: DataSource | None = Field(None, description="Held-out evaluation data for accuracy figures.")
-    build: BuildConfig = Field(default_factory=BuildConfig)
-    verify: VerifyConfig = Field(default_factory=VerifyConfig)
-    bench: BenchConfig = Field(default_factory=BenchConfig)
-    report: ReportConfig = Field(default_factory=ReportConfig)
+    build: BuildConfig = Field(default_factory=BuildConfig, description="TensorRT engine build settings.")
+    verify: VerifyConfig = Field(default_factory=VerifyConfig, description="Verification against the reference.")
+    bench: BenchConfig = Field(default_factory=BenchConfig, description="Benchmark settings.")
+    report: ReportConfig = Field(default_factory=ReportConfig, description="Report settings.")
 
     @model_validator(mode="after")
     def _check_consistency(self) -> CompileConfig:

@@ -64,17 +64,23 @@ def markdown_reference() -> str:
 
 
 def _section(lines: list[str], title: str, model: type[BaseModel], prefix: str) -> None:
-    lines += [f"## `{prefix or title}`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+    lines += [f"## `{prefix.rstrip('.') or title}`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
     nested: list[tuple[str, type[BaseModel]]] = []
     for name, field in model.model_fields.items():
         sub = _submodel(field.annotation)
         default = "required" if field.is_required() else _default_text(field)
-        lines.append(f"| `{name}` | {_type_text(field.annotation)} | {default} | {field.description or (sub.__doc__ or '').strip().splitlines()[0] if sub else field.description or ''} |")
+        meaning = field.description or _first_doc_line(sub)
+        lines.append(f"| `{name}` | {_type_text(field.annotation)} | {default} | {meaning.replace('|', chr(92) + '|')} |")
         if sub is not None:
             nested.append((f"{prefix}{name}", sub))
     lines.append("")
     for path, sub in nested:
         _section(lines, path, sub, path + ".")
+
+
+def _first_doc_line(model: type[BaseModel] | None) -> str:
+    doc = (model.__doc__ or "").strip() if model is not None else ""
+    return doc.splitlines()[0] if doc else ""
 
 
 def _submodel(annotation: Any) -> type[BaseModel] | None:

@@ -14,10 +14,12 @@ _DIMS_LIST = re.compile(r"^\[\s*\d+(\s*,\s*\d+)*\s*\]$")
 
 
 def parse_dims(text: str, where: str = "shape") -> Shape:
-    """'1x3x224x224' or '[1,3,224,224]' -> (1, 3, 224, 224). A scalar is '' or '[]'."""
+    """'1x3x224x224' or '[1,3,224,224]' -> (1, 3, 224, 224). A scalar is '[]'."""
     text = text.strip()
-    if text in ("", "[]"):
+    if text == "[]":
         return ()
+    if not text:
+        raise UsageError(f"{where}: the dimensions are missing.", hint="Write NAME:1x3x224x224 (or NAME:[] for a scalar).")
     if _DIMS_X.match(text):
         dims = tuple(int(d) for d in text.split("x"))
     elif _DIMS_LIST.match(text):

@@ -57,6 +57,8 @@ def _pipeline_command(goal_name: str) -> Any:
         min_shape: opt.MinShapeOpt = None,
         opt_shape: opt.OptShapeOpt = None,
         max_shape: opt.MaxShapeOpt = None,
+        dtype: opt.DtypeOpt = None,
+        val_range: opt.ValRangeOpt = None,
         out: opt.OutOpt = None,
         force: opt.ForceOpt = False,
         exporter: opt.ExporterOpt = None,
@@ -92,7 +94,7 @@ def _pipeline_command(goal_name: str) -> Any:
         flags = Flags(
             model=model, model_args=model_arg or [], weights=weights, allow_pickle=allow_pickle,
             shape=shape or [], min_shape=min_shape or [], opt_shape=opt_shape or [], max_shape=max_shape or [],
-            out=out, exporter=exporter, opset=opset, simplifier=simplifier, precision=precision,
+            dtypes=dtype or [], val_ranges=val_range or [], out=out, exporter=exporter, opset=opset, simplifier=simplifier, precision=precision,
             calib=calib, target=target, lock_wait=lock_wait, sets=set_ or [], eval=eval_,
             extra={
                 "quantize.method": calib_method,
@@ -243,10 +245,18 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _click_exceptions() -> Any:
+    """Typer >= 0.20 vendors click as typer._click; older versions use click itself."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: maps user errors to one-line messages and documented exit codes."""
-    import click
-
+    click = _click_exceptions()
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = _wants_traceback(argv)
     json_mode = "--json" in argv
@@ -261,16 +271,16 @@ def main(argv: list[str] | None = None) -> None:
         if json_mode:
             print_json({"status": "error", "exit_code": int(exc.exit_code), "error": exc.message, "hint": exc.hint})
         code = exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         print_error(None, "interrupted; finished stages are kept and the next run resumes from there.", None)
         code = ExitCode.INTERRUPTED
     except KeyboardInterrupt:
         print_error(None, "interrupted; finished stages are kept and the next run resumes from there.", None)
         code = ExitCode.INTERRUPTED
-    except click.exceptions.ClickException as exc:
+    except click.ClickException as exc:
         exc.show()
         code = ExitCode.USAGE
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else ExitCode.STAGE_FAILED

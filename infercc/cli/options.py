@@ -38,6 +38,14 @@ ShapeOpt = Annotated[
 MinShapeOpt = Annotated[list[str] | None, typer.Option("--min-shape", help="Smallest shape of a dynamic input, NAME:DIMS.", rich_help_panel=SHAPES)]
 OptShapeOpt = Annotated[list[str] | None, typer.Option("--opt-shape", help="Shape to optimise for, NAME:DIMS.", rich_help_panel=SHAPES)]
 MaxShapeOpt = Annotated[list[str] | None, typer.Option("--max-shape", help="Largest shape of a dynamic input, NAME:DIMS.", rich_help_panel=SHAPES)]
+DtypeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--dtype", help="Input element type NAME:int64 (float32, float16, int64, int32, bool). Default float32.", rich_help_panel=SHAPES),
+]
+ValRangeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--val-range", help="Range of seeded input values NAME:[LOW,HIGH] (Polygraphy style), e.g. input_ids:[0,30522].", rich_help_panel=SHAPES),
+]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default from config, else artifacts/).", rich_help_panel=OUTPUT)]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Re-run every stage even if its inputs did not change.", rich_help_panel=PIPELINE)]
 ExporterOpt = Annotated[str | None, typer.Option("--exporter", help="auto (dynamo, then TorchScript), dynamo or torchscript.", rich_help_panel=PIPELINE)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import yaml
 from infercc.config import CompileConfig, load_yaml, parse_config
 from infercc.errors import UsageError
 from infercc.pipeline.plan import UNNAMED
-from infercc.shapes import parse_named_shapes
+from infercc.shapes import parse_named_shapes, split_specs
 
 
 @dataclass
@@ -25,6 +26,8 @@ class Flags:
     min_shape: list[str] = field(default_factory=list)
     opt_shape: list[str] = field(default_factory=list)
     max_shape: list[str] = field(default_factory=list)
+    dtypes: list[str] = field(default_factory=list)  # NAME:int64
+    val_ranges: list[str] = field(default_factory=list)  # NAME:[LOW,HIGH]
     out: Path | None = None
     exporter: str | None = None
     opset: int | None = None
@@ -105,6 +108,13 @@ def _apply_flags(data: dict[str, Any], flags: Flags) -> None:
                 for k in ("min", "opt", "max"):
                     entry.pop(k, None)
             entry[key] = list(dims)
+    for spec in split_specs(flags.dtypes):
+        name, _, dtype = spec.rpartition(":")
+        data.setdefault("inputs", {}).setdefault(name or UNNAMED, {})["dtype"] = dtype.strip().lower()
+    for spec in split_specs(flags.val_ranges):
+        name, low, high = _parse_range(spec)
+        entry = data.setdefault("inputs", {}).setdefault(name or UNNAMED, {})
+        entry["low"], entry["high"] = low, high
     simple = {
         "out": str(flags.out) if flags.out else None,
         "export.exporter": flags.exporter,
@@ -137,6 +147,18 @@ def _apply_flags(data: dict[str, Any], flags: Flags) -> None:
         except yaml.YAMLError as exc:
             raise UsageError(f"--set {item!r}: the value is not valid YAML ({exc.__class__.__name__}).") from None
         _set(data, key.strip(), value)
+
+
+def _parse_range(spec: str) -> tuple[str, float, float]:
+    name, _, rest = spec.rpartition(":") if spec.rstrip().endswith("]") else ("", "", spec)
+    match = re.fullmatch(r"\s*\[?\s*(-?[\d.eE+-]+)\s*,\s*(-?[\d.eE+-]+)\s*\]?\s*", rest)
+    if not match:
+        raise UsageError(f"--val-range {spec!r}: expected NAME:[LOW,HIGH], e.g. input_ids:[0,30522].")
+    try:
+        low, high = float(match.group(1)), float(match.group(2))
+    except ValueError:
+        raise UsageError(f"--val-range {spec!r}: LOW and HIGH must be numbers.") from None
+    return name.strip(), low, high
 
 
 def _calib_source(spec: str, existing: Any) -> dict[str, Any]:

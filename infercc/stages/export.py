@@ -188,10 +188,17 @@ def _torch_outputs(module: Any, ctx: RunContext, feed: Feeds, point: ShapePoint)
         raise UsageError(
             f"The model's forward pass failed on the declared {point.label} shapes {describe_point(point)}: "
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-            hint="Check --shape / --min-shape / --max-shape against what the model accepts.",
+            hint="Check --shape / --min-shape / --max-shape against what the model accepts"
+            + (f"; inputs are fed as {', '.join(f'{n}:{feed[n].dtype}' for n in ctx.input_names)} — for token ids "
+               "pass --dtype NAME:int64 --val-range NAME:[0,VOCAB]." if _looks_like_dtype_error(exc) else "."),
         ) from exc
     tensors = flatten_outputs(result, ctx.config.model.output_names)
     return {n: t.detach().cpu().numpy() for n, t in tensors.items()}
+
+
+def _looks_like_dtype_error(exc: Exception) -> bool:
+    text = str(exc)
+    return any(word in text for word in ("Long", "Int", "indices", "dtype", "scalar type"))
 
 
 def _export(torch: Any, module: Any, ctx: RunContext, exporter: Exporter, feed: Feeds, output_names: list[str], path: Path) -> None:

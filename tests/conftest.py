@@ -1,0 +1,68 @@
+"""Shared test helpers: run the CLI in-process (fast) or as a subprocess (for signals and locks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOO = ROOT / "tests" / "zoo"
+INFERCC = [sys.executable, "-m", "infercc"]
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """Run `infercc ARGS...` in this process through the real entry point; returns code, stdout, stderr."""
+    from infercc.cli import main
+
+    def run(*args: str | Path) -> CliResult:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def run_subprocess(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 300) -> CliResult:
+    proc = subprocess.run(
+        [*INFERCC, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def zoo(spec: str) -> str:
+    """'cnn.py:small_cnn' -> absolute spec of a zoo model."""
+    return str(ZOO / spec)
+
+
+def manifest(out: Path) -> dict[str, Any]:
+    return json.loads((out / "manifest.json").read_text())

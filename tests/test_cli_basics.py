@@ -1,0 +1,72 @@
+"""The CLI surface: help is fast and imports nothing heavy, config commands, doctor, inspect."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from infercc.cli import app
+
+COMMANDS = ["compile", "export", "simplify", "quantize", "build", "verify", "bench", "inspect", "doctor", "config"]
+
+
+def test_help_imports_no_heavy_module():
+    code = (
+        "import sys; from infercc.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "for cmd in %r:\n"
+        "    try:\n        main([cmd, '--help'])\n    except SystemExit:\n        pass\n"
+        "heavy = [m for m in ('torch', 'onnxruntime', 'onnx', 'tensorrt', 'tensorrt_rtx_bindings', 'numpy') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n" % COMMANDS
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert "HEAVY []" in out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(cli, command):
+    result = cli(command, "--help")
+    assert result.code == 0
+    assert "Usage" in result.out
+
+
+def test_version(cli):
+    result = cli("--version")
+    assert result.code == 0 and result.out.startswith("infercc ")
+
+
+def test_unknown_option_is_a_usage_error(cli):
+    result = cli("compile", "--no-such-flag")
+    assert result.code == 2
+    assert "No such option" in result.text
+    assert "Traceback" not in result.text
+
+
+def test_config_init_and_schema(cli, tmp_path):
+    target = tmp_path / "infercc.yaml"
+    assert cli("config", "init", target).code == 0
+    assert "source: infercc.models.examples:efficientnet_lite0" in target.read_text()
+    again = cli("config", "init", target)
+    assert again.code == 2 and "already exists" in again.err
+    schema = cli("config", "schema")
+    assert schema.code == 0
+    data = json.loads(schema.out)
+    assert {"model", "inputs", "precisions", "export", "verify"} <= set(data["properties"])
+
+
+def test_doctor_lists_runtimes(cli):
+    result = cli("doctor", "--json")
+    assert result.code == 0
+    info = result.json()
+    runtimes = {r["name"]: r for r in info["runtimes"]}
+    assert runtimes["onnxruntime-cpu"]["available"] is True
+    assert "CPUExecutionProvider" in info["onnxruntime_providers"]
+    assert runtimes["onnxruntime-cuda"]["available"] is False and runtimes["onnxruntime-cuda"]["reason"]
+    human = cli("doctor")
+    assert "onnxruntime-cpu" in human.out
+
+
+def test_typer_app_lists_all_commands():
+    names = {c.name or c.callback.__name__ for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    assert set(COMMANDS) <= names
