@@ -150,3 +150,20 @@ def test_json_mode_keeps_stdout_machine_readable(cli, cnn_out):
     result = cli("compile", *CNN, "-o", cnn_out, "--json")
     json.loads(result.out)  # nothing but one JSON document
     assert "up to date" in result.err
+
+
+def test_baked_sequence_length_is_reported_not_verified(cli, tmp_path):
+    """nn.MultiheadAttention exported by TorchScript fixes the traced sequence length in a Reshape."""
+    result = cli(
+        "export", "-m", zoo("transformer.py:mha_attention"),
+        "--min-shape", "input_ids:1x4,attention_mask:1x4", "--opt-shape", "input_ids:2x16,attention_mask:2x16",
+        "--max-shape", "input_ids:4x48,attention_mask:4x48", "--dtype", "input_ids:int64,attention_mask:int64",
+        "--val-range", "input_ids:[0,100]", "--exporter", "torchscript", "-o", tmp_path,
+    )
+    assert result.code == 1
+    assert "does not match PyTorch" in result.err
+    assert "Reshape node" in result.err and "input_ids dimension 1 (16)" in result.err
+    assert "Traceback" not in result.text
+    assert (tmp_path / "model.rejected.onnx").is_file() and not (tmp_path / "model.onnx").exists()
+    stage = manifest(tmp_path)["stages"]["export"]
+    assert stage["status"] == "failed"

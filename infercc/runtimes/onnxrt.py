@@ -53,7 +53,7 @@ def explain_ort_error(exc: Exception, path: Path) -> StageError:
     node = re.search(r"[Nn]ode \(([^)]*)\)", text)
     where = f" at node '{node.group(1)}'" if node else ""
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return StageError(f"ONNX Runtime failed{where} on {path.name}: {first[:400]}")
+    return StageError(f"ONNX Runtime failed{where} on {path.name}: {first[:1200]}")
 
 
 class OrtCPU:
@@ -78,7 +78,7 @@ class OrtCPU:
         ort = require("onnxruntime")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
+        options.log_severity_level = 4
         if self.threads:
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
@@ -88,6 +88,7 @@ class OrtCPU:
         ort = require("onnxruntime", "running ONNX artifacts")
         if not self.path.is_file():
             raise UsageError(f"ONNX file {self.path} does not exist.")
+        ort.set_default_logger_severity(4)  # errors come back as exceptions; keep ORT's own log quiet
         missing = [p for p in self.providers if p not in ort.get_available_providers()]
         if missing:
             raise MissingRuntimeError(

@@ -286,7 +286,7 @@ def _parity(
             try:
                 outputs = runtime.infer(feeds[point.label])
             except InferccError as exc:
-                result.problems.append(f"at the {point.label} shapes ({describe_point(point)}) {_node_of(exc)}")
+                result.problems.append(f"at the {point.label} shapes ({describe_point(point)}) {_node_of(exc, ctx, point)}")
                 continue
             per_output = {}
             for out_name, reference in references[point.label].items():
@@ -302,14 +302,35 @@ def _parity(
     return result
 
 
-def _node_of(exc: InferccError) -> str:
+def _node_of(exc: InferccError, ctx: RunContext, point: ShapePoint) -> str:
+    """Name the failing node, and the traced dimension sizes baked into it where they can be recognised."""
     text = exc.message
     match = re.search(r"running (\w+) node\. Name:'([^']*)'", text)
+    if not match:
+        return text.splitlines()[0][:300]
     status = re.search(r"Status Message: (.*)", text)
-    if match:
-        detail = status.group(1).strip()[:200] if status else ""
-        return f"ONNX Runtime failed in {match.group(1)} node '{match.group(2)}': {detail}"
-    return text.splitlines()[0][:300]
+    detail = status.group(1).strip() if status else ""
+    detail = re.sub(r"^\S*onnxruntime_src\S*:\d+ .*?\) ", "", detail)  # drop the C++ source location
+    shapes = re.search(r"Input shape:\s*(\{[^}]*\}),\s*requested shape:\s*(\{[^}]*\})", detail)
+    if shapes:
+        detail = f"input shape {shapes.group(1)} cannot be reshaped to {shapes.group(2)}"
+        requested = [int(v) for v in re.findall(r"-?\d+", shapes.group(2))]
+        baked = _baked_dims(ctx, point, requested)
+        if baked:
+            detail += f"; the requested shape holds the traced size of {baked}"
+    return f"ONNX Runtime failed in {match.group(1)} node '{match.group(2)}': {detail[:300]}"
+
+
+def _baked_dims(ctx: RunContext, point: ShapePoint, requested: list[int]) -> str:
+    """Dynamic dimensions whose traced (opt) size appears in a constant shape while the run used another size."""
+    found = []
+    for name in ctx.input_names:
+        shape_range = ctx.shape_ranges[name]
+        for axis in shape_range.dynamic_axes:
+            traced, now = shape_range.opt[axis], point.shapes[name][axis]
+            if traced != now and traced in requested and traced > 1:
+                found.append(f"{name} dimension {axis} ({traced})")
+    return ", ".join(dict.fromkeys(found))
 
 
 def _save_reference(final: Path, feeds: dict[str, Feeds], references: dict[str, dict[str, np.ndarray]]) -> None:
