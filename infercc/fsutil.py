@@ -74,6 +74,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts get the usual permissions
         os.replace(tmp, final)
         _fsync_dir(final.parent)
     except OSError as exc:
@@ -95,6 +96,12 @@ def atomic_write_text(final: Path, text: str) -> None:
 
 def atomic_write_json(final: Path, value: Any) -> None:
     atomic_write_text(final, json.dumps(value, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -144,7 +144,10 @@ def load_module(source: ModelSource, config: ModelConfig) -> Any:
         )
     if config.weights is not None:
         _load_weights(model, Path(config.weights), config.allow_pickle, torch)
-    return model.eval()
+    try:
+        return model.eval()
+    except NotImplementedError:  # torch.export's unlifted modules have no train/eval switch
+        return model
 
 
 def _build(source: ModelSource, config: ModelConfig, torch: Any) -> Any:
@@ -266,7 +269,10 @@ def _torch_load(path: Path, allow_pickle: bool, torch: Any, what: str) -> Any:
                 f"{what} {path} needs full unpickling, which weights_only=True refuses (it can run arbitrary code).",
                 hint="If you trust the file, pass --allow-pickle; better, save a state dict (model.state_dict()).",
             ) from exc
-        raise UsageError(f"Cannot read {what} {path}: {type(exc).__name__}: {text.splitlines()[0] if text else ''}") from exc
+        hint = None
+        if isinstance(exc, ModuleNotFoundError):
+            hint = "The pickle refers to the model's Python module: run from the folder that holds it, or save a state dict."
+        raise UsageError(f"Cannot read {what} {path}: {type(exc).__name__}: {text.splitlines()[0] if text else ''}", hint=hint) from exc
 
 
 def _load_weights(model: Any, path: Path, allow_pickle: bool, torch: Any) -> None:

@@ -26,7 +26,7 @@ from infercc.fsutil import atomic_path
 from infercc.lazy import require
 from infercc.metrics import compare
 from infercc.models.io import flatten_outputs
-from infercc.onnxutil import check_onnx, io_dims, load_onnx, op_counts
+from infercc.onnxutil import TWO_GB, check_onnx, io_dims, load_onnx, op_counts
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import NewArtifact, RunContext, StageOutput
 from infercc.shapes import Shape, format_dims
@@ -100,7 +100,7 @@ class ExportStage:
             started = time.perf_counter()
             try:
                 with atomic_path(final) as tmp:
-                    _export(torch, module, ctx, exporter, feeds[points[0].label], output_names, tmp)
+                    _export(torch, module, ctx, exporter, _trace_feed(ctx), output_names, tmp)
                     check_onnx(tmp)
                     _infer_shapes(tmp)
                     parity = _parity(ctx, tmp, points, feeds, references, tolerance)
@@ -196,6 +196,37 @@ def _torch_outputs(module: Any, ctx: RunContext, feed: Feeds, point: ShapePoint)
     return {n: t.detach().cpu().numpy() for n, t in tensors.items()}
 
 
+def _trace_feed(ctx: RunContext) -> Feeds:
+    """Inputs to trace with: the opt shapes, except that a dynamic axis is never traced at size 1
+    (exporters specialise size-1 dimensions); parity still checks size 1 afterwards."""
+    shapes = {}
+    for name in ctx.input_names:
+        shape_range = ctx.shape_ranges[name]
+        dims = list(shape_range.opt)
+        for axis in shape_range.dynamic_axes:
+            if dims[axis] == 1 and shape_range.max[axis] >= 2:
+                dims[axis] = 2
+        shapes[name] = tuple(dims)
+    return synthetic_feed(ctx.input_names, shapes, ctx.config.inputs, seed=ctx.config.verify.seed + 1)
+
+
+def _reinfer_output_shapes(path: Path) -> None:
+    """The dynamo exporter can declare traced sizes on outputs (e.g. GRU over time) while computing them
+    dynamically; clear the declared shapes and let shape inference recompute them."""
+    onnx = require("onnx")
+    model = onnx.load(str(path), load_external_data=False)
+    if path.with_name(path.name + ".data").exists():
+        return
+    del model.graph.value_info[:]
+    for output in model.graph.output:
+        output.type.tensor_type.ClearField("shape")
+    try:
+        model = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:
+        return
+    onnx.save(model, str(path))
+
+
 def _looks_like_dtype_error(exc: Exception) -> bool:
     text = str(exc)
     return any(word in text for word in ("Long", "Int", "indices", "dtype", "scalar type"))
@@ -220,7 +251,10 @@ def _export(torch: Any, module: Any, ctx: RunContext, exporter: Exporter, feed: 
                 dynamic_shapes=tuple(dynamic_shapes.values()) if has_dynamic else None,
                 optimize=True, verbose=False,
             )
-            program.save(str(path))
+            large = sum(p.numel() * p.element_size() for p in module.parameters()) > TWO_GB
+            program.save(str(path), external_data=large)
+            if has_dynamic:
+                _reinfer_output_shapes(path)
         else:
             dynamic_axes = {
                 name: {axis: f"{name}_dim{axis}" for axis in ctx.shape_ranges[name].dynamic_axes}
