@@ -58,19 +58,31 @@ def json_schema() -> dict[str, Any]:
 
 def markdown_reference() -> str:
     """docs/config.md: one table per section, from the field descriptions."""
-    lines = ["# Config reference", "", "Generated from `infercc/config.py` (`python scripts/gen_config_doc.py`).", ""]
+    lines = [
+        "# Config reference",
+        "",
+        "Generated from `infercc/config.py` (`python scripts/gen_config_doc.py`).",
+        "",
+    ]
     _section(lines, "top level", CompileConfig, "")
     return "\n".join(lines) + "\n"
 
 
 def _section(lines: list[str], title: str, model: type[BaseModel], prefix: str) -> None:
-    lines += [f"## `{prefix.rstrip('.') or title}`", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+    lines += [
+        f"## `{prefix.rstrip('.') or title}`",
+        "",
+        "| key | type | default | meaning |",
+        "|---|---|---|---|",
+    ]
     nested: list[tuple[str, type[BaseModel]]] = []
     for name, field in model.model_fields.items():
         sub = _submodel(field.annotation)
         default = "required" if field.is_required() else _default_text(field)
         meaning = field.description or _first_doc_line(sub)
-        lines.append(f"| `{name}` | {_type_text(field.annotation)} | {default} | {meaning.replace('|', chr(92) + '|')} |")
+        lines.append(
+            f"| `{name}` | {_type_text(field.annotation)} | {default} | {meaning.replace('|', chr(92) + '|')} |"
+        )
         if sub is not None:
             nested.append((f"{prefix}{name}", sub))
     lines.append("")
@@ -97,7 +109,9 @@ def _submodel(annotation: Any) -> type[BaseModel] | None:
 
 def _type_text(annotation: Any) -> str:
     text = getattr(annotation, "__name__", None) or str(annotation)
-    return text.replace("typing.", "").replace("infercc.config.", "").replace("pathlib.", "").replace("|", "\\|")
+    return (
+        text.replace("typing.", "").replace("infercc.config.", "").replace("pathlib.", "").replace("|", "\\|")
+    )
 
 
 def _default_text(field: Any) -> str:

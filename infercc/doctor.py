@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -13,24 +14,25 @@ from rich.table import Table
 from infercc.lazy import is_installed, version_of
 
 
-def cpu_name() -> str:
+def _cpuinfo() -> list[str]:
     try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        return Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
     except OSError:
-        pass
+        return []
+
+
+def cpu_name() -> str:
+    for line in _cpuinfo():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 
 def cpu_flags() -> list[str]:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return sorted(f for f in flags if f in {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "f16c"})
-    except OSError:
-        pass
+    wanted = {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "f16c"}
+    for line in _cpuinfo():
+        if line.startswith("flags"):
+            return sorted(wanted & set(line.split(":", 1)[1].split()))
     return []
 
 
@@ -44,8 +46,19 @@ def environment() -> dict[str, Any]:
         "cpu_flags": cpu_flags(),
         "packages": {
             name: version_of(name)
-            for name in ("infercc", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxslim", "onnxscript",
-                         "onnxconverter-common", "tensorrt", "tensorrt_rtx_bindings", "numpy")
+            for name in (
+                "infercc",
+                "torch",
+                "onnx",
+                "onnxruntime",
+                "onnxruntime-gpu",
+                "onnxslim",
+                "onnxscript",
+                "onnxconverter-common",
+                "tensorrt",
+                "tensorrt_rtx_bindings",
+                "numpy",
+            )
         },
     }
 
@@ -76,8 +89,10 @@ def _gpus() -> list[str]:
 
     if not torch.cuda.is_available():
         return []
-    return [f"{torch.cuda.get_device_name(i)} (compute capability {'.'.join(map(str, torch.cuda.get_device_capability(i)))})"
-            for i in range(torch.cuda.device_count())]
+    return [
+        f"{torch.cuda.get_device_name(i)} (compute capability {'.'.join(map(str, torch.cuda.get_device_capability(i)))})"
+        for i in range(torch.cuda.device_count())
+    ]
 
 
 def _tensorrt_flavours() -> list[dict[str, Any]]:
@@ -89,17 +104,26 @@ def _tensorrt_flavours() -> list[dict[str, Any]]:
 
 
 def render(console: Console, info: dict[str, Any]) -> None:
-    console.print(f"[bold]infercc doctor[/]  Python {info['python']} on {escape(info['cpu'])} ({info['cpu_count']} cores; {' '.join(info['cpu_flags'])})")
+    console.print(
+        f"[bold]infercc doctor[/]  Python {info['python']} on {escape(info['cpu'])} ({info['cpu_count']} cores; {' '.join(info['cpu_flags'])})"
+    )
     table = Table(show_edge=False, pad_edge=False)
     for col in ("runtime", "available", "version", "note"):
         table.add_column(col)
     for rt in info["runtimes"]:
         mark = "[green]yes[/]" if rt["available"] else "[red]no[/]"
-        table.add_row(rt["name"], mark, rt.get("version") or "-", escape(rt.get("reason") or ", ".join(f"{k}: {v}" for k, v in rt.get("details", {}).items())))
+        table.add_row(
+            rt["name"],
+            mark,
+            rt.get("version") or "-",
+            escape(rt.get("reason") or ", ".join(f"{k}: {v}" for k, v in rt.get("details", {}).items())),
+        )
     console.print(table)
     console.print(f"ONNX Runtime providers: {', '.join(info['onnxruntime_providers']) or 'none'}")
     console.print(f"GPUs: {escape(', '.join(info['gpus'])) or 'none visible'}")
     for flavour in info["tensorrt_flavours"]:
         console.print(f"TensorRT flavour: {escape(str(flavour))}")
     if not info["tensorrt_flavours"]:
-        console.print("TensorRT: not installed (pip install 'infercc[rtx]' for TensorRT-RTX, 'infercc[tensorrt]' for TensorRT 10/11)")
+        console.print(
+            "TensorRT: not installed (pip install 'infercc[rtx]' for TensorRT-RTX, 'infercc[tensorrt]' for TensorRT 10/11)"
+        )

@@ -51,9 +51,14 @@ def _check_injected_failure(final: Path) -> None:
 def describe_os_error(exc: OSError, path: Path) -> StageError | UsageError:
     """Turn a write failure into a user error that says where and what to do."""
     if exc.errno == errno.ENOSPC:
-        return StageError(f"No space left on device while writing {path}.", hint="Free disk space or use --out on another disk.")
+        return StageError(
+            f"No space left on device while writing {path}.",
+            hint="Free disk space or use --out on another disk.",
+        )
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return UsageError(f"Cannot write {path}: {exc.strerror}.", hint="Choose a writable folder with --out.")
+        return UsageError(
+            f"Cannot write {path}: {exc.strerror}.", hint="Choose a writable folder with --out."
+        )
     return StageError(f"Could not write {path}: {exc.strerror or exc}.")
 
 
@@ -154,7 +159,9 @@ def safe_child(root: Path, name: str) -> Path:
     """Join a user-derived name under `root`, refusing anything that would escape it."""
     candidate = (root / name).resolve()
     if not candidate.is_relative_to(root.resolve()):
-        raise UsageError(f"Artifact name {name!r} would be written outside {root}.", hint="Use a plain file name.")
+        raise UsageError(
+            f"Artifact name {name!r} would be written outside {root}.", hint="Use a plain file name."
+        )
     return candidate
 
 

@@ -35,8 +35,12 @@ def render_inspection(console: Console, info: dict[str, Any]) -> None:
         return
     from infercc.cli.render import human_size
 
-    console.print(f"[bold]{escape(info['path'])}[/]  {human_size(info['size_bytes'])}, {info['parameters']:,} parameters")
-    console.print(f"opsets {info['opsets']}, IR {info['ir_version']}, producer {escape(info['producer'] or '?')}")
+    console.print(
+        f"[bold]{escape(info['path'])}[/]  {human_size(info['size_bytes'])}, {info['parameters']:,} parameters"
+    )
+    console.print(
+        f"opsets {info['opsets']}, IR {info['ir_version']}, producer {escape(info['producer'] or '?')}"
+    )
     table = Table(show_edge=False, pad_edge=False)
     for col in ("", "name", "dtype", "shape"):
         table.add_column(col)

@@ -47,7 +47,9 @@ def save_onnx(model: Any, final: Path) -> None:
         return
     data_name = f"{Path(final).name}.data"
     with atomic_path(final) as tmp:
-        onnx.save(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True, location=data_name)
+        onnx.save(
+            model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True, location=data_name
+        )
 
 
 def _can_size(model: Any) -> bool:

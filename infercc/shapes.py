@@ -19,7 +19,9 @@ def parse_dims(text: str, where: str = "shape") -> Shape:
     if text == "[]":
         return ()
     if not text:
-        raise UsageError(f"{where}: the dimensions are missing.", hint="Write NAME:1x3x224x224 (or NAME:[] for a scalar).")
+        raise UsageError(
+            f"{where}: the dimensions are missing.", hint="Write NAME:1x3x224x224 (or NAME:[] for a scalar)."
+        )
     if _DIMS_X.match(text):
         dims = tuple(int(d) for d in text.split("x"))
     elif _DIMS_LIST.match(text):
@@ -67,7 +69,10 @@ def parse_named_shapes(values: list[str], flag: str) -> dict[str | None, Shape]:
             name, dims = spec.rsplit(":", 1)
             name = name.strip()
             if not name:
-                raise UsageError(f"{flag} {spec!r}: the input name before ':' is empty.", hint=f"Write {flag} NAME:1x3x224x224.")
+                raise UsageError(
+                    f"{flag} {spec!r}: the input name before ':' is empty.",
+                    hint=f"Write {flag} NAME:1x3x224x224.",
+                )
         else:
             name, dims = None, spec
         if name in result:

@@ -53,7 +53,11 @@ def cli(capsys: pytest.CaptureFixture[str]):
 
 def run_subprocess(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 300) -> CliResult:
     proc = subprocess.run(
-        [*INFERCC, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        [*INFERCC, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
         env={**os.environ, **(env or {})},
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)

@@ -8,17 +8,28 @@ import pytest
 
 from infercc.cli import app
 
-COMMANDS = ["compile", "export", "simplify", "quantize", "build", "verify", "bench", "inspect", "doctor", "config"]
+COMMANDS = [
+    "compile",
+    "export",
+    "simplify",
+    "quantize",
+    "build",
+    "verify",
+    "bench",
+    "inspect",
+    "doctor",
+    "config",
+]
 
 
 def test_help_imports_no_heavy_module():
     code = (
         "import sys; from infercc.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "for cmd in %r:\n"
+        f"for cmd in {COMMANDS!r}:\n"
         "    try:\n        main([cmd, '--help'])\n    except SystemExit:\n        pass\n"
         "heavy = [m for m in ('torch', 'onnxruntime', 'onnx', 'tensorrt', 'tensorrt_rtx_bindings', 'numpy') if m in sys.modules]\n"
-        "print('HEAVY', heavy)\n" % COMMANDS
+        "print('HEAVY', heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert "HEAVY []" in out
@@ -68,5 +79,7 @@ def test_doctor_lists_runtimes(cli):
 
 
 def test_typer_app_lists_all_commands():
-    names = {c.name or c.callback.__name__ for c in app.registered_commands} | {g.name for g in app.registered_groups}
+    names = {c.name or c.callback.__name__ for c in app.registered_commands} | {
+        g.name for g in app.registered_groups
+    }
     assert set(COMMANDS) <= names

@@ -8,8 +8,19 @@ import pytest
 
 from tests.conftest import manifest, zoo
 
-CNN = ["-m", zoo("cnn.py:small_cnn"), "--min-shape", "x:1x3x32x32", "--opt-shape", "x:2x3x32x32",
-       "--max-shape", "x:4x3x32x32", "--exporter", "torchscript", "--no-bench"]
+CNN = [
+    "-m",
+    zoo("cnn.py:small_cnn"),
+    "--min-shape",
+    "x:1x3x32x32",
+    "--opt-shape",
+    "x:2x3x32x32",
+    "--max-shape",
+    "x:4x3x32x32",
+    "--exporter",
+    "torchscript",
+    "--no-bench",
+]
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +89,19 @@ def test_edited_artifact_is_detected_and_rebuilt(cli, tmp_path):
 
 
 def test_two_inputs_two_outputs(cli, tmp_path):
-    result = cli("compile", "-m", zoo("two_io.py:two_in_two_out"), "--shape", "image:2x3x16x16,features:2x8",
-                 "--exporter", "torchscript", "--no-bench", "-o", tmp_path, "--json")
+    result = cli(
+        "compile",
+        "-m",
+        zoo("two_io.py:two_in_two_out"),
+        "--shape",
+        "image:2x3x16x16,features:2x8",
+        "--exporter",
+        "torchscript",
+        "--no-bench",
+        "-o",
+        tmp_path,
+        "--json",
+    )
     assert result.code == 0, result.err
     io = result.json()["manifest"]["stages"]["export"]["metrics"]["io"]
     assert [n for n, v in io.items() if v["io"] == "input"] == ["image", "features"]
@@ -87,8 +109,18 @@ def test_two_inputs_two_outputs(cli, tmp_path):
 
 
 def test_dict_outputs_are_named_by_key(cli, tmp_path):
-    result = cli("export", "-m", zoo("dict_out.py:dict_model"), "--shape", "x:2x12", "--exporter", "torchscript",
-                 "-o", tmp_path, "--json")
+    result = cli(
+        "export",
+        "-m",
+        zoo("dict_out.py:dict_model"),
+        "--shape",
+        "x:2x12",
+        "--exporter",
+        "torchscript",
+        "-o",
+        tmp_path,
+        "--json",
+    )
     assert result.code == 0, result.err
     io = result.json()["manifest"]["stages"]["export"]["metrics"]["io"]
     outputs = [n for n, v in io.items() if v["io"] == "output"]
@@ -97,10 +129,25 @@ def test_dict_outputs_are_named_by_key(cli, tmp_path):
 
 def test_transformer_with_dynamic_sequence_checks_every_shape(cli, tmp_path):
     result = cli(
-        "compile", "-m", zoo("transformer.py:tiny_encoder"),
-        "--min-shape", "input_ids:1x4,attention_mask:1x4", "--opt-shape", "input_ids:2x16,attention_mask:2x16",
-        "--max-shape", "input_ids:4x48,attention_mask:4x48", "--dtype", "input_ids:int64,attention_mask:int64",
-        "--val-range", "input_ids:[0,100]", "--exporter", "torchscript", "--no-bench", "-o", tmp_path, "--json",
+        "compile",
+        "-m",
+        zoo("transformer.py:tiny_encoder"),
+        "--min-shape",
+        "input_ids:1x4,attention_mask:1x4",
+        "--opt-shape",
+        "input_ids:2x16,attention_mask:2x16",
+        "--max-shape",
+        "input_ids:4x48,attention_mask:4x48",
+        "--dtype",
+        "input_ids:int64,attention_mask:int64",
+        "--val-range",
+        "input_ids:[0,100]",
+        "--exporter",
+        "torchscript",
+        "--no-bench",
+        "-o",
+        tmp_path,
+        "--json",
     )
     assert result.code == 0, result.err
     stages = result.json()["manifest"]["stages"]
@@ -111,11 +158,27 @@ def test_transformer_with_dynamic_sequence_checks_every_shape(cli, tmp_path):
 
 
 def test_recurrent_models_export_with_dynamic_time(cli, tmp_path):
-    for spec, shapes in (("recurrent.py:gru_tagger", ("x:1x5x16", "x:2x20x16", "x:3x40x16")),
-                         ("recurrent.py:lstm_audio", ("mel:1x5x40", "mel:2x20x40", "mel:3x40x40"))):
+    for spec, shapes in (
+        ("recurrent.py:gru_tagger", ("x:1x5x16", "x:2x20x16", "x:3x40x16")),
+        ("recurrent.py:lstm_audio", ("mel:1x5x40", "mel:2x20x40", "mel:3x40x40")),
+    ):
         out = tmp_path / spec.split(":")[1]
-        result = cli("export", "-m", zoo(spec), "--min-shape", shapes[0], "--opt-shape", shapes[1],
-                     "--max-shape", shapes[2], "--exporter", "torchscript", "-o", out, "--json")
+        result = cli(
+            "export",
+            "-m",
+            zoo(spec),
+            "--min-shape",
+            shapes[0],
+            "--opt-shape",
+            shapes[1],
+            "--max-shape",
+            shapes[2],
+            "--exporter",
+            "torchscript",
+            "-o",
+            out,
+            "--json",
+        )
         assert result.code == 0, f"{spec}: {result.err}"
 
 
@@ -129,7 +192,17 @@ def test_dynamo_exporter_is_tried_first(cli, tmp_path):
 
 
 def test_onnx_source_skips_export(cli, cnn_out, tmp_path):
-    result = cli("compile", "-m", cnn_out / "model.fp32.onnx", "--shape", "x:3x3x32x32", "--no-bench", "-o", tmp_path, "--json")
+    result = cli(
+        "compile",
+        "-m",
+        cnn_out / "model.fp32.onnx",
+        "--shape",
+        "x:3x3x32x32",
+        "--no-bench",
+        "-o",
+        tmp_path,
+        "--json",
+    )
     assert result.code == 0, result.err
     doc = result.json()
     assert doc["manifest"]["stages"]["export"]["metrics"]["exporter"] == "none"
@@ -155,10 +228,23 @@ def test_json_mode_keeps_stdout_machine_readable(cli, cnn_out):
 def test_baked_sequence_length_is_reported_not_verified(cli, tmp_path):
     """nn.MultiheadAttention exported by TorchScript fixes the traced sequence length in a Reshape."""
     result = cli(
-        "export", "-m", zoo("transformer.py:mha_attention"),
-        "--min-shape", "input_ids:1x4,attention_mask:1x4", "--opt-shape", "input_ids:2x16,attention_mask:2x16",
-        "--max-shape", "input_ids:4x48,attention_mask:4x48", "--dtype", "input_ids:int64,attention_mask:int64",
-        "--val-range", "input_ids:[0,100]", "--exporter", "torchscript", "-o", tmp_path,
+        "export",
+        "-m",
+        zoo("transformer.py:mha_attention"),
+        "--min-shape",
+        "input_ids:1x4,attention_mask:1x4",
+        "--opt-shape",
+        "input_ids:2x16,attention_mask:2x16",
+        "--max-shape",
+        "input_ids:4x48,attention_mask:4x48",
+        "--dtype",
+        "input_ids:int64,attention_mask:int64",
+        "--val-range",
+        "input_ids:[0,100]",
+        "--exporter",
+        "torchscript",
+        "-o",
+        tmp_path,
     )
     assert result.code == 1
     assert "does not match PyTorch" in result.err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -27,7 +28,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-config_app = typer.Typer(help="Write a starting config or print the config's JSON Schema.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Write a starting config or print the config's JSON Schema.", no_args_is_help=True
+)
 app.add_typer(config_app, name="config")
 
 
@@ -39,7 +42,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     pass
 
@@ -92,10 +97,26 @@ def _pipeline_command(goal_name: str) -> Any:
         from infercc.pipeline.plan import Goal, execute
 
         flags = Flags(
-            model=model, model_args=model_arg or [], weights=weights, allow_pickle=allow_pickle,
-            shape=shape or [], min_shape=min_shape or [], opt_shape=opt_shape or [], max_shape=max_shape or [],
-            dtypes=dtype or [], val_ranges=val_range or [], out=out, exporter=exporter, opset=opset, simplifier=simplifier, precision=precision,
-            calib=calib, target=target, lock_wait=lock_wait, sets=set_ or [], eval=eval_,
+            model=model,
+            model_args=model_arg or [],
+            weights=weights,
+            allow_pickle=allow_pickle,
+            shape=shape or [],
+            min_shape=min_shape or [],
+            opt_shape=opt_shape or [],
+            max_shape=max_shape or [],
+            dtypes=dtype or [],
+            val_ranges=val_range or [],
+            out=out,
+            exporter=exporter,
+            opset=opset,
+            simplifier=simplifier,
+            precision=precision,
+            calib=calib,
+            target=target,
+            lock_wait=lock_wait,
+            sets=set_ or [],
+            eval=eval_,
             extra={
                 "quantize.method": calib_method,
                 "build.workspace_mib": workspace,
@@ -117,9 +138,13 @@ def _pipeline_command(goal_name: str) -> Any:
         console = make_console(json_out)
         settings = load_settings(config, flags)
         if settings.model.allow_pickle:
-            console.print("[yellow]warning:[/] --allow-pickle: model files are fully unpickled, which runs any code in them.")
+            console.print(
+                "[yellow]warning:[/] --allow-pickle: model files are fully unpickled, which runs any code in them."
+            )
         with RichEvents(console, quiet=quiet, verbose=verbose) as events:
-            ctx, result = execute(settings, Goal(goal_name), events, force=force, explicit_targets=target is not None)
+            ctx, result = execute(
+                settings, Goal(goal_name), events, force=force, explicit_targets=target is not None
+            )
         _finish(console, ctx, result, json_out, quiet)
 
     command.__name__ = goal_name
@@ -137,25 +162,36 @@ def _csv(value: str | None) -> list[str] | None:
 
 
 def _finish(console: Any, ctx: Any, result: Any, json_out: bool, quiet: bool) -> None:
+    from rich.markup import escape
+
     from infercc.errors import VerificationFailed
 
     manifest = result.manifest
-    failures = [f for s in manifest.stages.values() if s.name in {st for st in result.ran + result.cached} for f in s.metrics.get("failures", [])]
+    failures = [
+        f
+        for s in manifest.stages.values()
+        if s.name in {st for st in result.ran + result.cached}
+        for f in s.metrics.get("failures", [])
+    ]
     _write_reports(ctx, manifest, console)
     if json_out:
-        print_json({
-            "status": "failed" if failures else "ok",
-            "out": str(ctx.out),
-            "ran": result.ran,
-            "cached": result.cached,
-            "skipped": result.skipped,
-            "failures": failures,
-            "manifest": manifest.model_dump(mode="json", by_alias=True),
-        })
+        print_json(
+            {
+                "status": "failed" if failures else "ok",
+                "out": str(ctx.out),
+                "ran": result.ran,
+                "cached": result.cached,
+                "skipped": result.skipped,
+                "failures": failures,
+                "manifest": manifest.model_dump(mode="json", by_alias=True),
+            }
+        )
     elif not quiet:
         console.print()
         console.print(summary_table(manifest))
-        console.print(f"\n[bold]{len(result.ran)}[/] stage(s) ran, {len(result.cached)} up to date. Artifacts in [bold]{ctx.out}[/]")
+        console.print(
+            f"\n[bold]{len(result.ran)}[/] stage(s) ran, {len(result.cached)} up to date. Artifacts in [bold]{escape(str(ctx.out))}[/]"
+        )
     if failures:
         raise VerificationFailed(
             f"{len(failures)} verification failure(s):\n  " + "\n  ".join(failures[:20]),
@@ -224,7 +260,9 @@ def config_init(
     from infercc.fsutil import atomic_write_text
 
     if path.exists() and not force:
-        raise UsageError(f"{path} already exists.", hint="Pass --force to overwrite it, or give another path.")
+        raise UsageError(
+            f"{path} already exists.", hint="Pass --force to overwrite it, or give another path."
+        )
     atomic_write_text(path, starter_yaml())
     typer.echo(f"wrote {path}; run: infercc compile {path}")
 
@@ -254,41 +292,65 @@ def _click_exceptions() -> Any:
     return exceptions
 
 
+INTERRUPTED_MESSAGE = "interrupted; finished stages are kept and the next run resumes from there."
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: maps user errors to one-line messages and documented exit codes."""
-    click = _click_exceptions()
     argv = list(sys.argv[1:] if argv is None else argv)
-    verbose = _wants_traceback(argv)
-    json_mode = "--json" in argv
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        app(args=argv, prog_name="infercc", standalone_mode=False)
-        code = ExitCode.OK
+        code = _run(argv, verbose=_wants_traceback(argv), json_mode="--json" in argv)
+    except KeyboardInterrupt:  # a second Ctrl-C while the first one was being reported
+        code = ExitCode.INTERRUPTED
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(int(code)) if os.environ.get("INFERCC_HARD_EXIT") else sys.exit(int(code))
+
+
+def _run(argv: list[str], verbose: bool, json_mode: bool) -> int:
+    click = _click_exceptions()
+    try:
+        result = app(args=argv, prog_name="infercc", standalone_mode=False)
+        # In non-standalone mode typer returns exit codes instead of raising: typer.Exit(n), and 130 for a
+        # KeyboardInterrupt (Ctrl-C, or SIGTERM through _on_sigterm) that it caught itself.
+        code = result if isinstance(result, int) and not isinstance(result, bool) else ExitCode.OK
+        if code == ExitCode.INTERRUPTED:
+            _report(INTERRUPTED_MESSAGE, None, verbose=False)
+        return code
     except InferccError as exc:
-        if verbose:
-            traceback.print_exc()
-        print_error(None, exc.message, exc.hint)
+        _report(exc.message, exc.hint, verbose)
         if json_mode:
-            print_json({"status": "error", "exit_code": int(exc.exit_code), "error": exc.message, "hint": exc.hint})
-        code = exc.exit_code
-    except typer.Abort:
-        print_error(None, "interrupted; finished stages are kept and the next run resumes from there.", None)
-        code = ExitCode.INTERRUPTED
-    except KeyboardInterrupt:
-        print_error(None, "interrupted; finished stages are kept and the next run resumes from there.", None)
-        code = ExitCode.INTERRUPTED
+            print_json(
+                {"status": "error", "exit_code": int(exc.exit_code), "error": exc.message, "hint": exc.hint}
+            )
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        _report(INTERRUPTED_MESSAGE, None, verbose=False)
+        return ExitCode.INTERRUPTED
     except click.ClickException as exc:
         exc.show()
-        code = ExitCode.USAGE
+        if json_mode:
+            error = exc.format_message()
+            print_json({"status": "error", "exit_code": int(ExitCode.USAGE), "error": error, "hint": None})
+        return ExitCode.USAGE
     except typer.Exit as exc:
-        code = exc.exit_code
+        return exc.exit_code
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else ExitCode.STAGE_FAILED
+        return exc.code if isinstance(exc.code, int) else ExitCode.STAGE_FAILED
     except Exception as exc:
-        if verbose:
-            traceback.print_exc()
-        print_error(None, f"internal error: {type(exc).__name__}: {exc}", "Run again with -v for the traceback and report it.")
-        code = ExitCode.STAGE_FAILED
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(int(code)) if os.environ.get("INFERCC_HARD_EXIT") else sys.exit(int(code))
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        hint = "Run again with -v for the traceback and report it."
+        _report(f"internal error: {type(exc).__name__}: {first}", hint, verbose)
+        return ExitCode.STAGE_FAILED
+
+
+def _report(message: str, hint: str | None, verbose: bool) -> None:
+    """Print an error in one or two lines (a traceback first with -v); never fail while doing so."""
+    if verbose:
+        traceback.print_exc()
+    try:
+        print_error(None, message, hint)
+    except Exception:
+        sys.stderr.write(f"error: {message}\n" + (f"  hint: {hint}\n" if hint else ""))

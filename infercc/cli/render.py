@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -42,8 +43,12 @@ class RichEvents:
     def __enter__(self) -> RichEvents:
         if not self.quiet and self.console.is_terminal:
             self.progress = Progress(
-                SpinnerColumn(), TextColumn("{task.description}"), TextColumn("[dim]{task.fields[detail]}"),
-                TimeElapsedColumn(), console=self.console, transient=True,
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TextColumn("[dim]{task.fields[detail]}"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
             )
             self.progress.start()
         return self
@@ -70,21 +75,23 @@ class RichEvents:
         if cached:
             self.console.print(f"[dim]- {record.name:<14} up to date[/]")
         elif record.status == "done":
-            self.console.print(f"[green]✓[/] {record.name:<14} {record.duration_s:6.2f} s  {stage_brief(record)}")
+            self.console.print(
+                f"[green]✓[/] {record.name:<14} {record.duration_s:6.2f} s  {stage_brief(record)}"
+            )
         elif record.status == "skipped":
-            self.console.print(f"[yellow]○[/] {record.name:<14} skipped: {'; '.join(record.notes)}")
+            self.console.print(f"[yellow]○[/] {record.name:<14} skipped: {escape('; '.join(record.notes))}")
         else:
             self.console.print(f"[red]✗[/] {record.name:<14} {record.duration_s:6.2f} s  failed")
         if self.verbose:
             for note in record.notes:
-                self.console.print(f"    [dim]{note}[/]")
+                self.console.print(f"    [dim]{escape(note)}[/]")
 
     def warn(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/] {message}")
+        self.console.print(f"[yellow]warning:[/] {escape(message)}")
 
     def info(self, message: str) -> None:
         if self.verbose and not self.quiet:
-            self.console.print(f"[dim]{message}[/]")
+            self.console.print(f"[dim]{escape(message)}[/]")
 
 
 def stage_brief(record: StageRecord) -> str:
@@ -96,7 +103,9 @@ def stage_brief(record: StageRecord) -> str:
     if record.name == "verify":
         n = len(m.get("results", []))
         failed = len(m.get("failures", []))
-        return f"{n} artifact/runtime pairs, " + ("all within tolerance" if not failed else f"{failed} failures")
+        return f"{n} artifact/runtime pairs, " + (
+            "all within tolerance" if not failed else f"{failed} failures"
+        )
     brief = m.get("brief")
     return str(brief) if brief else ""
 
@@ -114,7 +123,14 @@ def summary_table(manifest: Manifest) -> Table:
             if art.kind not in ("onnx", "engine"):
                 continue
             nodes = art.meta.get("nodes") or _nodes(stage, art.name)
-            table.add_row(art.name, art.path, human_size(art.size), str(nodes or "-"), worst.get(art.name, "-"), f"{stage.duration_s:.2f} s")
+            table.add_row(
+                art.name,
+                art.path,
+                human_size(art.size),
+                str(nodes or "-"),
+                worst.get(art.name, "-"),
+                f"{stage.duration_s:.2f} s",
+            )
     return table
 
 
@@ -155,6 +171,7 @@ def print_json(document: dict[str, Any]) -> None:
 
 def print_error(console: Console, message: str, hint: str | None) -> None:
     err = Console(stderr=True, highlight=False)
-    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    # messages quote user input (paths, shapes, "pip install 'infercc[gpu]'"): never read them as markup
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     if hint:
-        err.print(f"  [dim]hint:[/] {hint}", soft_wrap=True)
+        err.print(f"  [dim]hint:[/] {escape(hint)}", soft_wrap=True)

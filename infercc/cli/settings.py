@@ -59,7 +59,12 @@ def load_settings(config_path: Path | None, flags: Flags) -> CompileConfig:
 
 def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
     """Paths in a config file are relative to the file, except `out` and the model spec (relative to cwd)."""
-    for section, key in (("calibration", "folder"), ("calibration", "images"), ("evaluation", "folder"), ("evaluation", "images")):
+    for section, key in (
+        ("calibration", "folder"),
+        ("calibration", "images"),
+        ("evaluation", "folder"),
+        ("evaluation", "images"),
+    ):
         value = (data.get(section) or {}).get(key) if isinstance(data.get(section), dict) else None
         if isinstance(value, str) and not Path(value).is_absolute() and (base / value).exists():
             data[section][key] = str(base / value)
@@ -79,12 +84,16 @@ def _apply_flags(data: dict[str, Any], flags: Flags) -> None:
     if flags.model is not None:
         model = data.get("model") if isinstance(data.get("model"), dict) else {}
         if model.get("source") != flags.model:
-            model = {"source": flags.model}  # a different model: its factory kwargs/output names no longer apply
+            model = {
+                "source": flags.model
+            }  # a different model: its factory kwargs/output names no longer apply
             data["inputs"] = {} if not flags.shape and not flags.opt_shape else data.get("inputs", {})
         data["model"] = model
     for item in flags.model_args:
         if "=" not in item:
-            raise UsageError(f"--model-arg {item!r}: expected KEY=VALUE.", hint="For example --model-arg num_classes=10.")
+            raise UsageError(
+                f"--model-arg {item!r}: expected KEY=VALUE.", hint="For example --model-arg num_classes=10."
+            )
         key, raw = item.split("=", 1)
         try:
             value = yaml.safe_load(raw) if raw else ""
@@ -141,11 +150,15 @@ def _apply_flags(data: dict[str, Any], flags: Flags) -> None:
     for item in flags.sets:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--set {item!r}: expected dotted.key=VALUE.", hint="For example --set verify.samples=8.")
+            raise UsageError(
+                f"--set {item!r}: expected dotted.key=VALUE.", hint="For example --set verify.samples=8."
+            )
         try:
             value = yaml.safe_load(raw) if raw else None
         except yaml.YAMLError as exc:
-            raise UsageError(f"--set {item!r}: the value is not valid YAML ({exc.__class__.__name__}).") from None
+            raise UsageError(
+                f"--set {item!r}: the value is not valid YAML ({exc.__class__.__name__})."
+            ) from None
         _set(data, key.strip(), value)
 
 
@@ -162,12 +175,18 @@ def _parse_range(spec: str) -> tuple[str, float, float]:
 
 
 def _calib_source(spec: str, existing: Any) -> dict[str, Any]:
-    keep = {k: v for k, v in (existing or {}).items() if k in ("samples", "preprocess", "labels")} if isinstance(existing, dict) else {}
+    keep = (
+        {k: v for k, v in (existing or {}).items() if k in ("samples", "preprocess", "labels")}
+        if isinstance(existing, dict)
+        else {}
+    )
     if spec == "synthetic":
         return {**keep, "synthetic": True}
     path = Path(spec)
     if path.is_dir():
-        has_images = any(p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".webp"} for p in path.iterdir())
+        has_images = any(
+            p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".webp"} for p in path.iterdir()
+        )
         return {**keep, ("images" if has_images else "folder"): str(path)}
     if ":" in spec and not path.exists():
         return {**keep, "callable": spec}

@@ -12,7 +12,15 @@ from infercc.lazy import require
 # The default `infercc compile` job: EfficientNet-Lite0 (ImageNet-1k, Apache-2.0), real weights.
 EFFICIENTNET_LITE0_CONFIG: dict[str, Any] = {
     "model": {"source": "infercc.models.examples:efficientnet_lite0", "output_names": ["logits"]},
-    "inputs": {"images": {"shape": "1x3x224x224", "min": "1x3x224x224", "max": "8x3x224x224", "low": -1.0, "high": 1.0}},
+    "inputs": {
+        "images": {
+            "shape": "1x3x224x224",
+            "min": "1x3x224x224",
+            "max": "8x3x224x224",
+            "low": -1.0,
+            "high": 1.0,
+        }
+    },
     "out": "artifacts/efficientnet_lite0",
     "precisions": ["fp32"],
 }

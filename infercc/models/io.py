@@ -41,7 +41,9 @@ def _collect(value: Any, prefix: str, out: list[tuple[str, Any]]) -> None:
     else:
         from infercc.errors import UsageError
 
-        raise UsageError(f"The model returns a {type(value).__name__}; infercc handles tensors, tuples, lists and dicts.")
+        raise UsageError(
+            f"The model returns a {type(value).__name__}; infercc handles tensors, tuples, lists and dicts."
+        )
 
 
 def forward_input_names(module: Any) -> list[str]:

@@ -52,7 +52,9 @@ def parse_source(spec: str) -> ModelSource:
     """Classify a spec without importing anything heavy. Missing files are errors here."""
     spec = spec.strip()
     if not spec:
-        raise UsageError("The model spec is empty.", hint="Pass --model path/to/file.py:factory or --model model.onnx.")
+        raise UsageError(
+            "The model spec is empty.", hint="Pass --model path/to/file.py:factory or --model model.onnx."
+        )
     for hub in ("torchvision", "timm"):
         if spec.startswith(f"{hub}:"):
             name = spec.split(":", 1)[1]
@@ -66,7 +68,9 @@ def parse_source(spec: str) -> ModelSource:
         if where.endswith(".py") or "/" in where or "\\" in where:
             path = Path(where)
             if not path.is_file():
-                raise UsageError(f"Model file {path} does not exist.", hint="Check the path before ':' in --model.")
+                raise UsageError(
+                    f"Model file {path} does not exist.", hint="Check the path before ':' in --model."
+                )
             return ModelSource(SourceKind.file_factory, spec, path=path, factory=factory)
         return ModelSource(SourceKind.module_factory, spec, target=where, factory=factory)
     path = Path(spec)
@@ -86,7 +90,10 @@ def parse_source(spec: str) -> ModelSource:
         return ModelSource(SourceKind.torchscript, spec, path=path)
     if suffix == ".py":
         raise UsageError(f"--model {spec}: name the factory function too, as {spec}:make_model.")
-    raise UsageError(f"Cannot tell what kind of model {spec} is from its suffix {suffix!r}.", hint="Use .onnx, .pt, .pt2 or file.py:factory.")
+    raise UsageError(
+        f"Cannot tell what kind of model {spec} is from its suffix {suffix!r}.",
+        hint="Use .onnx, .pt, .pt2 or file.py:factory.",
+    )
 
 
 def source_fingerprint(source: ModelSource, config: ModelConfig) -> str:
@@ -101,7 +108,9 @@ def source_fingerprint(source: ModelSource, config: ModelConfig) -> str:
     if config.weights is not None:
         weights = Path(config.weights)
         if not weights.is_file():
-            raise UsageError(f"Weights file {weights} does not exist.", hint="Check model.weights / --weights.")
+            raise UsageError(
+                f"Weights file {weights} does not exist.", hint="Check model.weights / --weights."
+            )
         parts["weights"] = sha256_file(weights)
     return sha256_json(parts)
 
@@ -110,7 +119,10 @@ def _module_file_hash(module: str) -> str:
     try:
         spec = importlib.util.find_spec(module)
     except (ImportError, ValueError) as exc:
-        raise UsageError(f"Cannot find Python module {module!r}: {exc}", hint="Check --model package.module:factory and that the package is installed.") from None
+        raise UsageError(
+            f"Cannot find Python module {module!r}: {exc}",
+            hint="Check --model package.module:factory and that the package is installed.",
+        ) from None
     if spec is None:
         raise UsageError(
             f"Cannot find Python module {module!r}.",
@@ -157,7 +169,10 @@ def _build(source: ModelSource, config: ModelConfig, torch: Any) -> Any:
             return factory(**config.kwargs)
         except TypeError as exc:
             if "argument" in str(exc):
-                raise UsageError(f"Calling {source.spec} with kwargs {config.kwargs}: {exc}", hint="Check model.kwargs / --model-arg.") from exc
+                raise UsageError(
+                    f"Calling {source.spec} with kwargs {config.kwargs}: {exc}",
+                    hint="Check model.kwargs / --model-arg.",
+                ) from exc
             raise _factory_failed(source, exc) from exc
         except UsageError:
             raise
@@ -169,14 +184,19 @@ def _build(source: ModelSource, config: ModelConfig, torch: Any) -> Any:
         try:
             return torch.export.load(str(source.path)).module()
         except Exception as exc:
-            raise UsageError(f"Cannot load torch.export file {source.path}: {type(exc).__name__}: {exc}") from exc
+            raise UsageError(
+                f"Cannot load torch.export file {source.path}: {type(exc).__name__}: {exc}"
+            ) from exc
     if source.kind is SourceKind.torchvision:
         tv = require("torchvision", f"--model {source.spec}")
         kwargs = {"weights": "DEFAULT", **config.kwargs}
         try:
             return tv.models.get_model(source.target, **kwargs)
         except ValueError as exc:
-            raise UsageError(f"torchvision has no model {source.target!r}: {exc}", hint="See torchvision.models.list_models().") from exc
+            raise UsageError(
+                f"torchvision has no model {source.target!r}: {exc}",
+                hint="See torchvision.models.list_models().",
+            ) from exc
         except Exception as exc:
             raise _hub_failed(source, exc) from exc
     if source.kind is SourceKind.timm:
@@ -186,7 +206,9 @@ def _build(source: ModelSource, config: ModelConfig, torch: Any) -> Any:
             return timm.create_model(source.target, **kwargs)
         except RuntimeError as exc:
             if "Unknown model" in str(exc):
-                raise UsageError(f"timm has no model {source.target!r}.", hint="See timm.list_models().") from exc
+                raise UsageError(
+                    f"timm has no model {source.target!r}.", hint="See timm.list_models()."
+                ) from exc
             raise _hub_failed(source, exc) from exc
         except Exception as exc:
             raise _hub_failed(source, exc) from exc
@@ -223,13 +245,17 @@ def _resolve_factory(source: ModelSource) -> Any:
                 spec.loader.exec_module(module)
         except Exception as exc:
             sys.modules.pop(module_name, None)
-            raise UsageError(f"Importing {path} failed: {type(exc).__name__}: {exc}", hint="Run with -v for the traceback.") from exc
+            raise UsageError(
+                f"Importing {path} failed: {type(exc).__name__}: {exc}", hint="Run with -v for the traceback."
+            ) from exc
     else:
         try:
             with _on_sys_path(Path.cwd()):
                 module = importlib.import_module(source.target or "")
         except ModuleNotFoundError as exc:
-            raise UsageError(f"Cannot import module {source.target!r}: {exc}", hint="Check --model package.module:factory.") from exc
+            raise UsageError(
+                f"Cannot import module {source.target!r}: {exc}", hint="Check --model package.module:factory."
+            ) from exc
         except Exception as exc:
             raise UsageError(f"Importing {source.target} failed: {type(exc).__name__}: {exc}") from exc
     factory = getattr(module, source.factory or "", None)
@@ -272,7 +298,10 @@ def _torch_load(path: Path, allow_pickle: bool, torch: Any, what: str) -> Any:
         hint = None
         if isinstance(exc, ModuleNotFoundError):
             hint = "The pickle refers to the model's Python module: run from the folder that holds it, or save a state dict."
-        raise UsageError(f"Cannot read {what} {path}: {type(exc).__name__}: {text.splitlines()[0] if text else ''}", hint=hint) from exc
+        raise UsageError(
+            f"Cannot read {what} {path}: {type(exc).__name__}: {text.splitlines()[0] if text else ''}",
+            hint=hint,
+        ) from exc
 
 
 def _load_weights(model: Any, path: Path, allow_pickle: bool, torch: Any) -> None:

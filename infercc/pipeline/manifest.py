@@ -97,4 +97,3 @@ def verify_outputs(folder: Path, record: StageRecord) -> str | None:
         if sha256_file(path) != art.sha256:
             return f"{art.path} does not match its recorded sha256"
     return None
-

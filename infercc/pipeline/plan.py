@@ -156,7 +156,9 @@ def plan(ctx: RunContext, goal: Goal, explicit_targets: bool = False) -> list[St
     return stages
 
 
-def execute(config: CompileConfig, goal: Goal, events: Events, force: bool = False, explicit_targets: bool = False) -> tuple[RunContext, RunResult]:
+def execute(
+    config: CompileConfig, goal: Goal, events: Events, force: bool = False, explicit_targets: bool = False
+) -> tuple[RunContext, RunResult]:
     """Resolve, lock the output folder, run the stages, record input names for the next run."""
     out = ensure_writable_dir(config.out)
     wait = config.lock_wait_s if config.lock.value == "wait" else 0.0

@@ -11,7 +11,14 @@ from typing import Any
 from infercc.errors import InferccError, StageError
 from infercc.fsutil import remove_stale_temporaries, sha256_file, sha256_json
 from infercc.lazy import version_of
-from infercc.pipeline.manifest import ArtifactRecord, Manifest, StageRecord, load_manifest, now_iso, verify_outputs
+from infercc.pipeline.manifest import (
+    ArtifactRecord,
+    Manifest,
+    StageRecord,
+    load_manifest,
+    now_iso,
+    verify_outputs,
+)
 from infercc.pipeline.stage import RunContext, Stage, StageOutput
 
 CORE_TOOLS = ("torch", "onnx", "onnxruntime", "onnxslim", "numpy")
@@ -65,7 +72,9 @@ def run_stages(ctx: RunContext, stages: list[Stage], config_dump: dict[str, Any]
     for stage in stages:
         missing = [n for n in stage.needs if n not in available]
         if missing:
-            raise StageError(f"Stage {stage.name} needs {', '.join(missing)}, which no earlier stage produced.")
+            raise StageError(
+                f"Stage {stage.name} needs {', '.join(missing)}, which no earlier stage produced."
+            )
         inputs = {n: available[n] for n in stage.needs}
         key = stage_key(stage, ctx, inputs)
         previous = manifest.stages.get(stage.name)
@@ -96,9 +105,13 @@ def _run_one(
         output = stage.run(ctx, inputs)
     except InferccError as exc:
         record = StageRecord(
-            name=stage.name, key=key, status="failed", started=started,
+            name=stage.name,
+            key=key,
+            status="failed",
+            started=started,
             duration_s=round(time.perf_counter() - clock, 3),
-            inputs={n: a.sha256 for n, a in inputs.items()}, error=exc.message,
+            inputs={n: a.sha256 for n, a in inputs.items()},
+            error=exc.message,
         )
         manifest.stages[stage.name] = record
         manifest.save(ctx.out)

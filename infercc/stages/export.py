@@ -73,7 +73,9 @@ class ExportStage:
         cfg = ctx.config
         return {
             "export": cfg.export.model_dump(mode="json"),
-            "inputs": {n: ctx.config.inputs[n].model_dump(mode="json") for n in ctx.input_names if n in cfg.inputs},
+            "inputs": {
+                n: ctx.config.inputs[n].model_dump(mode="json") for n in ctx.input_names if n in cfg.inputs
+            },
             "ranges": {n: r.describe() for n, r in ctx.shape_ranges.items()},
             "input_names": ctx.input_names,
             "output_names": cfg.model.output_names,
@@ -86,7 +88,10 @@ class ExportStage:
         torch = require("torch", "exporting PyTorch models")
         module = ctx.torch_module()
         points = shape_points(ctx)
-        feeds = {p.label: synthetic_feed(ctx.input_names, p.shapes, ctx.config.inputs, seed=ctx.config.verify.seed) for p in points}
+        feeds = {
+            p.label: synthetic_feed(ctx.input_names, p.shapes, ctx.config.inputs, seed=ctx.config.verify.seed)
+            for p in points
+        }
         references = {p.label: _torch_outputs(module, ctx, feeds[p.label], p) for p in points}
         output_names = list(references[points[0].label])
 
@@ -100,8 +105,7 @@ class ExportStage:
             started = time.perf_counter()
             try:
                 with atomic_path(final) as tmp:
-                    _export(torch, module, ctx, exporter, _trace_feed(ctx), output_names, tmp)
-                    check_onnx(tmp)
+                    _run_exporter(torch, module, ctx, exporter, output_names, tmp)
                     _infer_shapes(tmp)
                     parity = _parity(ctx, tmp, points, feeds, references, tolerance)
                     if not parity.ok:
@@ -110,10 +114,8 @@ class ExportStage:
             except _ParityError as failure:
                 attempts.append(f"{exporter.value}: " + "; ".join(failure.parity.problems))
                 continue
-            except InferccError:
-                raise
-            except Exception as exc:  # the exporter itself failed: record why and try the next one
-                attempts.append(f"{exporter.value} exporter failed: {_first_line(exc)}")
+            except _ExporterFailed as failure:
+                attempts.append(f"{exporter.value} exporter failed: {failure}")
                 continue
             export_s = time.perf_counter() - started
             if attempts:
@@ -142,6 +144,22 @@ class ExportStage:
                 notes=notes,
             )
         raise _export_failure(attempts, ctx)
+
+
+class _ExporterFailed(Exception):
+    """The exporter raised or wrote an invalid graph: the next exporter gets a try."""
+
+
+def _run_exporter(
+    torch: Any, module: Any, ctx: RunContext, exporter: Exporter, output_names: list[str], path: Path
+) -> None:
+    try:
+        _export(torch, module, ctx, exporter, _trace_feed(ctx), output_names, path)
+        check_onnx(path)
+    except InferccError as exc:
+        raise _ExporterFailed(exc.message) from exc
+    except Exception as exc:
+        raise _ExporterFailed(_first_line(exc)) from exc
 
 
 class _ParityError(Exception):
@@ -175,7 +193,10 @@ def _export_failure(attempts: list[str], ctx: RunContext) -> InferccError:
             "usually comes from shape-dependent Python code (e.g. nn.MultiheadAttention, x.shape[1] in a reshape); "
             "make it dynamic in the model, or declare that dimension static.",
         )
-    return StageError(f"Every exporter failed:\n  {lines}", hint="Run with -v for the traceback; try --exporter torchscript or another --opset.")
+    return StageError(
+        f"Every exporter failed:\n  {lines}",
+        hint="Run with -v for the traceback; try --exporter torchscript or another --opset.",
+    )
 
 
 def _torch_outputs(module: Any, ctx: RunContext, feed: Feeds, point: ShapePoint) -> dict[str, np.ndarray]:
@@ -189,8 +210,12 @@ def _torch_outputs(module: Any, ctx: RunContext, feed: Feeds, point: ShapePoint)
             f"The model's forward pass failed on the declared {point.label} shapes {describe_point(point)}: "
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
             hint="Check --shape / --min-shape / --max-shape against what the model accepts"
-            + (f"; inputs are fed as {', '.join(f'{n}:{feed[n].dtype}' for n in ctx.input_names)} — for token ids "
-               "pass --dtype NAME:int64 --val-range NAME:[0,VOCAB]." if _looks_like_dtype_error(exc) else "."),
+            + (
+                f"; inputs are fed as {', '.join(f'{n}:{feed[n].dtype}' for n in ctx.input_names)} — for token ids "
+                "pass --dtype NAME:int64 --val-range NAME:[0,VOCAB]."
+                if _looks_like_dtype_error(exc)
+                else "."
+            ),
         ) from exc
     tensors = flatten_outputs(result, ctx.config.model.output_names)
     return {n: t.detach().cpu().numpy() for n, t in tensors.items()}
@@ -232,7 +257,15 @@ def _looks_like_dtype_error(exc: Exception) -> bool:
     return any(word in text for word in ("Long", "Int", "indices", "dtype", "scalar type"))
 
 
-def _export(torch: Any, module: Any, ctx: RunContext, exporter: Exporter, feed: Feeds, output_names: list[str], path: Path) -> None:
+def _export(
+    torch: Any,
+    module: Any,
+    ctx: RunContext,
+    exporter: Exporter,
+    feed: Feeds,
+    output_names: list[str],
+    path: Path,
+) -> None:
     args = tuple(torch.from_numpy(np.ascontiguousarray(feed[n])) for n in ctx.input_names)
     opset = ctx.config.export.opset
     quiet = contextlib.redirect_stdout(io.StringIO())
@@ -246,10 +279,16 @@ def _export(torch: Any, module: Any, ctx: RunContext, exporter: Exporter, feed: 
             }
             has_dynamic = any(v for v in dynamic_shapes.values())
             program = torch.onnx.export(
-                module, args, None, dynamo=True, opset_version=opset,
-                input_names=ctx.input_names, output_names=output_names,
+                module,
+                args,
+                None,
+                dynamo=True,
+                opset_version=opset,
+                input_names=ctx.input_names,
+                output_names=output_names,
                 dynamic_shapes=tuple(dynamic_shapes.values()) if has_dynamic else None,
-                optimize=True, verbose=False,
+                optimize=True,
+                verbose=False,
             )
             large = sum(p.numel() * p.element_size() for p in module.parameters()) > TWO_GB
             program.save(str(path), external_data=large)
@@ -262,9 +301,15 @@ def _export(torch: Any, module: Any, ctx: RunContext, exporter: Exporter, feed: 
                 if ctx.shape_ranges[name].dynamic_axes
             }
             torch.onnx.export(
-                module, args, str(path), dynamo=False, opset_version=opset,
-                input_names=ctx.input_names, output_names=output_names,
-                dynamic_axes=dynamic_axes or None, do_constant_folding=True,
+                module,
+                args,
+                str(path),
+                dynamo=False,
+                opset_version=opset,
+                input_names=ctx.input_names,
+                output_names=output_names,
+                dynamic_axes=dynamic_axes or None,
+                do_constant_folding=True,
             )
     _rename_outputs(path, output_names)
 
@@ -320,7 +365,9 @@ def _parity(
             try:
                 outputs = runtime.infer(feeds[point.label])
             except InferccError as exc:
-                result.problems.append(f"at the {point.label} shapes ({describe_point(point)}) {_node_of(exc, ctx, point)}")
+                result.problems.append(
+                    f"at the {point.label} shapes ({describe_point(point)}) {_node_of(exc, ctx, point)}"
+                )
                 continue
             per_output = {}
             for out_name, reference in references[point.label].items():
@@ -330,7 +377,9 @@ def _parity(
                 metrics = compare(outputs[out_name], reference, tolerance)
                 per_output[out_name] = metrics.to_dict()
                 for failure in metrics.failures:
-                    result.problems.append(f"at the {point.label} shapes ({describe_point(point)}) output {out_name}: {failure}")
+                    result.problems.append(
+                        f"at the {point.label} shapes ({describe_point(point)}) output {out_name}: {failure}"
+                    )
             result.per_point[point.label] = {"shapes": describe_point(point), "outputs": per_output}
     result.ok = not result.problems
     return result
@@ -367,7 +416,9 @@ def _baked_dims(ctx: RunContext, point: ShapePoint, requested: list[int]) -> str
     return ", ".join(dict.fromkeys(found))
 
 
-def _save_reference(final: Path, feeds: dict[str, Feeds], references: dict[str, dict[str, np.ndarray]]) -> None:
+def _save_reference(
+    final: Path, feeds: dict[str, Feeds], references: dict[str, dict[str, np.ndarray]]
+) -> None:
     arrays = {}
     for label, feed in feeds.items():
         arrays.update({f"{label}/input/{n}": v for n, v in feed.items()})
@@ -396,8 +447,15 @@ class ImportOnnxStage:
     needs: tuple[str, ...] = ()
 
     def settings(self, ctx: RunContext) -> dict[str, Any]:
-        return {"ranges": {n: r.describe() for n, r in ctx.shape_ranges.items()}, "seed": ctx.config.verify.seed,
-                "inputs": {n: ctx.config.inputs[n].model_dump(mode="json") for n in ctx.input_names if n in ctx.config.inputs}}
+        return {
+            "ranges": {n: r.describe() for n, r in ctx.shape_ranges.items()},
+            "seed": ctx.config.verify.seed,
+            "inputs": {
+                n: ctx.config.inputs[n].model_dump(mode="json")
+                for n in ctx.input_names
+                if n in ctx.config.inputs
+            },
+        }
 
     def tools(self) -> tuple[str, ...]:
         return ("onnx", "onnxruntime")
@@ -412,7 +470,10 @@ class ImportOnnxStage:
 
         save_onnx(model, ctx.path(ONNX_FILE))
         points = shape_points(ctx)
-        feeds = {p.label: synthetic_feed(ctx.input_names, p.shapes, ctx.config.inputs, seed=ctx.config.verify.seed) for p in points}
+        feeds = {
+            p.label: synthetic_feed(ctx.input_names, p.shapes, ctx.config.inputs, seed=ctx.config.verify.seed)
+            for p in points
+        }
         references = {}
         with OrtCPU(ctx.path(ONNX_FILE)) as runtime:
             for point in points:
@@ -420,9 +481,16 @@ class ImportOnnxStage:
         _save_reference(ctx.path(REFERENCE_FILE), feeds, references)
         counts = op_counts(model)
         return StageOutput(
-            artifacts=[NewArtifact("onnx", ONNX_FILE, "onnx", meta={"exporter": "none (ONNX source)"}),
-                       NewArtifact("reference", REFERENCE_FILE, "reference")],
-            metrics={"exporter": "none", "nodes": sum(counts.values()), "op_counts": counts, "io": io_dims(model),
-                     "shapes_checked": {p.label: describe_point(p) for p in points}},
+            artifacts=[
+                NewArtifact("onnx", ONNX_FILE, "onnx", meta={"exporter": "none (ONNX source)"}),
+                NewArtifact("reference", REFERENCE_FILE, "reference"),
+            ],
+            metrics={
+                "exporter": "none",
+                "nodes": sum(counts.values()),
+                "op_counts": counts,
+                "io": io_dims(model),
+                "shapes_checked": {p.label: describe_point(p) for p in points},
+            },
             notes=["ONNX source: export skipped; the reference is ONNX Runtime CPU on the source file"],
         )

@@ -26,7 +26,11 @@ class SimplifyStage:
     needs: tuple[str, ...] = ("onnx", "reference")
 
     def settings(self, ctx: RunContext) -> dict[str, Any]:
-        return {"tool": ctx.config.simplify.tool.value, "atol": ctx.config.export.atol, "rtol": ctx.config.export.rtol}
+        return {
+            "tool": ctx.config.simplify.tool.value,
+            "atol": ctx.config.export.atol,
+            "rtol": ctx.config.export.rtol,
+        }
 
     def tools(self) -> tuple[str, ...]:
         return ("onnx", "onnxslim", "onnxsim", "onnxruntime")
@@ -52,7 +56,9 @@ class SimplifyStage:
             final.unlink(missing_ok=True)
             raise
         return StageOutput(
-            artifacts=[NewArtifact("fp32", FP32_FILE, "onnx", precision=None, meta={"simplifier": tool.value})],
+            artifacts=[
+                NewArtifact("fp32", FP32_FILE, "onnx", precision=None, meta={"simplifier": tool.value})
+            ],
             metrics={
                 "tool": tool.value,
                 "nodes_before": sum(before.values()),
@@ -73,7 +79,9 @@ def _simplify(model: Any, tool: Simplifier) -> Any:
             onnxsim = require("onnxsim", "simplify.tool: onnxsim")
             simplified, ok = onnxsim.simplify(model)
             if not ok:
-                raise StageError("onnxsim could not validate the simplified model.", hint="Use simplify.tool: onnxslim.")
+                raise StageError(
+                    "onnxsim could not validate the simplified model.", hint="Use simplify.tool: onnxslim."
+                )
             return simplified
     except StageError:
         raise
