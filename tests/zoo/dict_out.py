@@ -3,8 +3,9 @@
 Factory: ``dict_model``
 Inputs:  ``x`` float32 (N, 12)   -- N dynamic
 Outputs: dict {"scores": float32 (N, 3), "probs": float32 (N, 3)}
-         Dynamo exporter names the ONNX outputs after the flattened dict keys? No: both exporters
-         flatten the dict in insertion order (scores, probs); pass output_names to get the keys.
+         Both exporters flatten the dict in insertion order (scores, probs) into two ONNX outputs; the keys
+         are lost: default output names are 'linear_1', 'softmax' (dynamo) or '8'-style numbers
+         (TorchScript), so pass output_names=["scores", "probs"].
 CLI:     --model tests/zoo/dict_out.py:dict_model --shape x:1x12
 """
 

@@ -15,9 +15,19 @@ conv becomes ~100/127 ~= 0.8 -- per-tensor AND per-channel -- so every ordinary 
 normal range, so excluding only this node from quantization restores accuracy.
 
 ONNX node name after torch.onnx.export(dynamo=False, opset_version=17): ``/outlier_conv/Conv``
-(dynamo=True, opset 18 names it ``node_conv2d_2``; input weight initializer ``outlier_conv.weight``).
-Other nodes (dynamo=False): /stem/stem.0/Conv (BN folded in), /mid/Conv, /outlier_conv/Conv,
-/head/Gemm.
+(weight initializer ``outlier_conv.weight``).  Other nodes (dynamo=False): /stem/stem.0/Conv (BN folded
+in), /mid/Conv, /mid_act/Relu, /outlier_conv/Conv, /out_act/Relu, /pool/MaxPool, /Flatten,
+/feat_norm/BatchNormalization, /head/Gemm.
+With dynamo=True (opset 18) the same conv is ``node_conv2d_2`` -- dynamo node names are derived from
+aten op counters and are NOT stable across model edits; match on the weight name instead.
+
+Measured (onnxruntime 1.32 quantize_static, QDQ, QInt8/QInt8, 32 N(0,1) calibration samples, 64 N(0,1)
+test inputs, top-1 agreement with FP32 / max |logit error|, logits range about +-1.5):
+    all nodes INT8, per_channel=False        0.03 / 3.1
+    all nodes INT8, per_channel=True         0.03 / 3.1
+    exclude /outlier_conv/Conv, per-tensor   1.00 / 0.13
+    exclude /outlier_conv/Conv, per-channel  0.95 / 0.16
+    exclude /mid/Conv instead                0.03 / 3.1   (no help)
 """
 
 import torch
@@ -34,13 +44,17 @@ class QuantSensitive(nn.Module):
         self.mid_act = nn.ReLU()
         self.outlier_conv = nn.Conv2d(32, 32, 1)
         self.out_act = nn.ReLU()
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = nn.AdaptiveMaxPool2d(1)  # max, not mean: keeps logits input-dependent on noise inputs
+        self.feat_norm = nn.BatchNorm1d(32)  # stats set in the factory so logits vary per input
         self.head = nn.Linear(32, 10)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
         x = self.mid_act(self.mid(self.stem(x)))
         x = self.out_act(self.outlier_conv(x))
-        return self.head(torch.flatten(self.pool(x), 1))
+        return torch.flatten(self.pool(x), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.feat_norm(self.pooled(x)))
 
 
 def quant_sensitive() -> nn.Module:
@@ -57,4 +71,11 @@ def quant_sensitive() -> nn.Module:
         w = model.outlier_conv.weight  # (32, 32, 1, 1), kaiming-uniform ~ +-0.18
         w[:, 31] = 100.0
         w[::2, 31] = -100.0
+        model.head.bias.zero_()
+        # normalise the pooled features with statistics of N(0,1) inputs (what tests feed)
+        model.eval()
+        g = torch.Generator().manual_seed(1)
+        feats = model.pooled(torch.randn(256, 3, 32, 32, generator=g))
+        model.feat_norm.running_mean.copy_(feats.mean(0))
+        model.feat_norm.running_var.copy_(feats.var(0) + 1e-4)
     return model.eval()
