@@ -1,8 +1,17 @@
 """Comparison metrics and tolerance checks, independent of any runtime.
 
-Tolerance semantics follow Polygraphy's comparator: an element passes if |a-b| <= atol OR
-|a-b| <= rtol * |b|; the per-element errors are reduced with the chosen statistic (max, mean,
-median, quantile) before comparing. infercc adds set checks (cosine, SNR, top-1 agreement, no NaN/Inf).
+Tolerance semantics follow Polygraphy's comparator (polygraphy/comparator/compare.py, CompareFunc.simple):
+
+* absolute error ``|a - b|``; relative error ``|a - b| / |b|`` where ``b`` is the reference and a
+  reference value of exactly 0 is replaced by 2.22e-16 (Polygraphy's epsilon);
+* ``elemwise``: an element fails only if it exceeds BOTH atol and rtol; the output fails if any element does;
+* ``max`` / ``mean`` / ``median`` / ``quantile``: the abs and rel errors are each reduced with the
+  statistic, and the output fails only if the reduced abs error > atol AND the reduced rel error > rtol.
+
+Where infercc differs (see docs/verify.md): non-finite values are counted and judged on their own
+(a NaN/Inf that the reference does not have fails; matching ones pass) instead of propagating NaN
+into the error statistics; an unset atol or rtol means "not checked" (Polygraphy defaults both to 1e-5);
+and infercc adds set checks (cosine, SNR, top-1 agreement) that Polygraphy's simple comparator lacks.
 """
 
 from __future__ import annotations
@@ -13,6 +22,26 @@ from typing import Any
 import numpy as np
 
 from infercc.config import Statistic, Tolerance
+
+POLYGRAPHY_EPSILON = 2.220446049250313e-16
+
+
+@dataclass
+class Check:
+    """One failed check: which metric, its value, and the limit it broke."""
+
+    metric: str
+    value: float | int | None
+    limit: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "value": _jsonable(self.value),
+            "limit": self.limit,
+            "message": self.message,
+        }
 
 
 @dataclass
@@ -29,31 +58,43 @@ class OutputMetrics:
     top1: float | None = None
     top5: float | None = None
     shape_match: bool = True
+    statistic: str | None = None
     stat_abs: float | None = None  # abs error reduced with the tolerance's statistic
     stat_rel: float | None = None
+    mismatches: int | None = None  # elements outside both atol and rtol
+    elements: int = 0
     failures: list[str] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
         return not self.failures
 
+    def fail(self, metric: str, value: Any, limit: str, message: str) -> None:
+        self.failures.append(message)
+        self.checks.append(Check(metric, value, limit, message))
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["checks"] = [c.to_dict() for c in self.checks]
         data["passed"] = self.passed
         return {k: _jsonable(v) for k, v in data.items()}
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not np.isfinite(value):
+    if isinstance(value, float | np.floating) and not np.isfinite(value):
         return None if np.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, np.generic):
+        return value.item()
     return value
 
 
-def _reduce(values: np.ndarray, statistic: Statistic, quantile: float) -> float:
+def reduce(values: np.ndarray, statistic: Statistic, quantile: float = 0.99) -> float:
+    """The statistic of a set of elementwise errors (elemwise reduces like max, as Polygraphy reports it)."""
     if values.size == 0:
         return 0.0
     match statistic:
-        case Statistic.max:
+        case Statistic.max | Statistic.elemwise:
             return float(np.max(values))
         case Statistic.mean:
             return float(np.mean(values))
@@ -71,7 +112,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
         return 1.0
     if na == 0 or nb == 0:
         return 0.0
-    return float(np.dot(a64, b64) / (na * nb))
+    return float(np.clip(np.dot(a64, b64) / (na * nb), -1.0, 1.0))
 
 
 def snr_db(actual: np.ndarray, reference: np.ndarray) -> float:
@@ -92,8 +133,9 @@ def topk_agreement(actual: np.ndarray, reference: np.ndarray, k: int) -> float:
     act = actual.reshape(-1, actual.shape[-1])
     if k == 1:
         return float(np.mean(np.argmax(act, axis=-1) == ref_top1))
-    topk = np.argpartition(-act, kth=min(k, act.shape[-1]) - 1, axis=-1)[:, :k]
-    return float(np.mean([r in row for r, row in zip(ref_top1, topk, strict=True)]))
+    k = min(k, act.shape[-1])
+    topk = np.argpartition(-act, kth=k - 1, axis=-1)[:, :k]
+    return float(np.mean(np.any(topk == ref_top1[:, None], axis=-1)))
 
 
 def looks_like_logits(reference: np.ndarray) -> bool:
@@ -104,25 +146,38 @@ def looks_like_logits(reference: np.ndarray) -> bool:
 def compare(actual: np.ndarray, reference: np.ndarray, tolerance: Tolerance | None = None) -> OutputMetrics:
     """All metrics of one output against its reference, and the failures under `tolerance`."""
     tolerance = tolerance or Tolerance()
+    actual, reference = np.asarray(actual), np.asarray(reference)
     if actual.shape != reference.shape:
-        m = OutputMetrics(*(float("nan"),) * 5, 0, 0, 0, 0, shape_match=False)  # type: ignore[arg-type]
-        m.failures.append(f"shape {list(actual.shape)} differs from reference {list(reference.shape)}")
+        nan = float("nan")
+        m = OutputMetrics(nan, nan, nan, nan, nan, 0, 0, 0, 0, shape_match=False)
+        m.fail(
+            "shape",
+            None,
+            str(list(reference.shape)),
+            f"shape {list(actual.shape)} differs from reference {list(reference.shape)}",
+        )
         return m
+    if actual.dtype == np.bool_ or reference.dtype == np.bool_:
+        actual, reference = actual.astype(np.float64), reference.astype(np.float64)
     act = actual.astype(np.float64)
     ref = reference.astype(np.float64)
     finite = np.isfinite(act) & np.isfinite(ref)
-    diff = np.abs(act - ref)[finite]
-    rel = diff / np.maximum(np.abs(ref[finite]), np.finfo(np.float64).tiny)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(act - ref)[finite]
+    ref_f = np.abs(ref[finite])
+    rel = diff / np.where(ref_f == 0, POLYGRAPHY_EPSILON, ref_f)
+    act0, ref0 = np.where(finite, act, 0), np.where(finite, ref, 0)
     m = OutputMetrics(
         max_abs=float(diff.max()) if diff.size else 0.0,
         max_rel=float(rel.max()) if rel.size else 0.0,
         mean_abs=float(diff.mean()) if diff.size else 0.0,
-        cosine=cosine(np.where(finite, act, 0), np.where(finite, ref, 0)),
-        snr_db=snr_db(np.where(finite, act, 0), np.where(finite, ref, 0)),
+        cosine=cosine(act0, ref0),
+        snr_db=snr_db(act0, ref0),
         nan=int(np.isnan(act).sum()),
         inf=int(np.isinf(act).sum()),
         ref_nan=int(np.isnan(ref).sum()),
         ref_inf=int(np.isinf(ref).sum()),
+        elements=int(act.size),
     )
     if looks_like_logits(reference) and np.issubdtype(actual.dtype, np.floating):
         m.top1 = topk_agreement(actual, reference, 1)
@@ -131,32 +186,90 @@ def compare(actual: np.ndarray, reference: np.ndarray, tolerance: Tolerance | No
     return m
 
 
+def _nonfinite_mismatch(act: np.ndarray, ref: np.ndarray) -> int:
+    """Positions where actual and reference disagree on NaN / +Inf / -Inf."""
+    return int(
+        np.sum(
+            (np.isnan(act) != np.isnan(ref))
+            | (np.isposinf(act) != np.isposinf(ref))
+            | (np.isneginf(act) != np.isneginf(ref))
+        )
+    )
+
+
 def _check(
-    m: OutputMetrics, act: np.ndarray, ref: np.ndarray, finite: np.ndarray,
-    diff: np.ndarray, rel: np.ndarray, tol: Tolerance,
+    m: OutputMetrics,
+    act: np.ndarray,
+    ref: np.ndarray,
+    finite: np.ndarray,
+    diff: np.ndarray,
+    rel: np.ndarray,
+    tol: Tolerance,
 ) -> None:
-    new_nan, new_inf = m.nan - m.ref_nan, m.inf - m.ref_inf
-    if new_nan > 0 or new_inf > 0:
-        m.failures.append(f"{max(new_nan, 0)} NaN and {max(new_inf, 0)} Inf values not in the reference")
+    if tol.check_nonfinite:
+        bad = _nonfinite_mismatch(act, ref)
+        if bad:
+            m.fail(
+                "nan_inf",
+                bad,
+                "0",
+                f"{bad} NaN/Inf value(s) where the reference differs ({m.nan} NaN and {m.inf} Inf in the output, "
+                f"{m.ref_nan} and {m.ref_inf} in the reference)",
+            )
     if tol.atol is not None or tol.rtol is not None:
         atol = tol.atol if tol.atol is not None else 0.0
         rtol = tol.rtol if tol.rtol is not None else 0.0
-        # Polygraphy: an element passes within atol OR rtol; the statistic reduces each error separately.
-        m.stat_abs = _reduce(diff, tol.statistic, tol.quantile)
-        m.stat_rel = _reduce(rel, tol.statistic, tol.quantile)
-        elementwise_ok = (diff <= atol) | (rel <= rtol)
-        if tol.statistic is Statistic.max:
-            ok = bool(np.all(elementwise_ok))
+        m.statistic = tol.statistic.value
+        m.stat_abs = reduce(diff, tol.statistic, tol.quantile)
+        m.stat_rel = reduce(rel, tol.statistic, tol.quantile)
+        if tol.statistic is Statistic.elemwise:
+            m.mismatches = int(np.sum((diff > atol) & (rel > rtol)))
+            ok = m.mismatches == 0
+            what = f"{m.mismatches} of {diff.size} elements outside atol {atol:g} and rtol {rtol:g} (max abs error {m.stat_abs:.3g}, max rel error {m.stat_rel:.3g})"
         else:
             ok = m.stat_abs <= atol or m.stat_rel <= rtol
-        if not ok:
-            m.failures.append(
-                f"{tol.statistic.value} abs error {m.stat_abs:.3g} > atol {atol:g} "
-                f"and {tol.statistic.value} rel error {m.stat_rel:.3g} > rtol {rtol:g}"
+            name = f"q{tol.quantile:g}" if tol.statistic is Statistic.quantile else tol.statistic.value
+            what = (
+                f"{name} abs error {m.stat_abs:.3g} > atol {atol:g} and {name} rel error {m.stat_rel:.3g} "
+                f"> rtol {rtol:g}"
             )
+        if not ok:
+            m.fail(f"{tol.statistic.value}_error", m.stat_abs, f"atol {atol:g} or rtol {rtol:g}", what)
     if tol.min_cosine is not None and not m.cosine >= tol.min_cosine:
-        m.failures.append(f"cosine {m.cosine:.6f} < {tol.min_cosine:g}")
+        m.fail(
+            "cosine",
+            m.cosine,
+            f">= {tol.min_cosine:g}",
+            f"cosine {m.cosine:.6f} < min_cosine {tol.min_cosine:g}",
+        )
     if tol.min_snr_db is not None and not m.snr_db >= tol.min_snr_db:
-        m.failures.append(f"SNR {m.snr_db:.1f} dB < {tol.min_snr_db:g} dB")
+        m.fail(
+            "snr_db",
+            m.snr_db,
+            f">= {tol.min_snr_db:g}",
+            f"SNR {m.snr_db:.1f} dB < min_snr_db {tol.min_snr_db:g} dB",
+        )
     if tol.min_top1 is not None and m.top1 is not None and m.top1 < tol.min_top1:
-        m.failures.append(f"top-1 agreement {m.top1:.4f} < {tol.min_top1:g}")
+        m.fail(
+            "top1",
+            m.top1,
+            f">= {tol.min_top1:g}",
+            f"top-1 agreement {m.top1:.4f} < min_top1 {tol.min_top1:g}",
+        )
+
+
+def split_tolerance(tol: Tolerance) -> tuple[Tolerance, Tolerance]:
+    """(per-sample part, whole-set part): the error statistic and NaN checks are judged per input set,
+    as Polygraphy judges each iteration; cosine, SNR and top-1 agreement over all input sets together."""
+    per_sample = tol.model_copy(update={"min_cosine": None, "min_snr_db": None, "min_top1": None})
+    whole = tol.model_copy(update={"atol": None, "rtol": None, "check_nonfinite": False})
+    return per_sample, whole
+
+
+def stack_rows(arrays: list[np.ndarray]) -> np.ndarray:
+    """Concatenate outputs of several input sets (rows along the last axis for logits, else flattened)."""
+    if not arrays:
+        return np.zeros((0,))
+    if all(a.ndim >= 2 for a in arrays) and len({a.shape[-1] for a in arrays}) == 1:
+        return np.concatenate([a.reshape(-1, a.shape[-1]) for a in arrays], axis=0)
+    return np.concatenate([a.ravel() for a in arrays])

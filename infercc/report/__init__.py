@@ -1,11 +1,346 @@
-"""report.json, report.html and summary.md for every compile/verify/bench run. (Filled in by the report work.)"""
+"""report.json, report.html and summary.md for every compile/verify/bench run.
+
+report.json follows report.schema.json (shipped beside this file, versioned by its `schema` field);
+report.html is self-contained (inline CSS and SVG, no script, no network); summary.md suits a CI job summary.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+from infercc import __version__
+from infercc.fsutil import atomic_write_json, atomic_write_text
 
-def write_reports(out: Path, manifest: Any, config: Any) -> None:
-    """Placeholder until the report work lands: writes nothing."""
+SCHEMA_ID = "infercc.report/1"
+SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
+REPORT_JSON, REPORT_HTML, SUMMARY_MD = "report.json", "report.html", "summary.md"
+# Dense FP16 tensor throughput used for the compute floor (the GPU test machine's figure, shared/gpu/README.md).
+PEAK_FP16_FLOPS = {"H100": 790e12, "H200": 790e12}
+
+
+def load_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+
+
+def write_reports(out: Path, manifest: Any, config: Any) -> dict[str, Any]:
+    """Write report.json (always), report.html and summary.md (unless turned off); returns the report."""
+    from infercc.report.render import render_html, render_markdown
+
+    report = build_report(Path(out), manifest, config)
+    atomic_write_json(Path(out) / REPORT_JSON, report)
+    if getattr(config.report, "html", True):
+        atomic_write_text(Path(out) / REPORT_HTML, render_html(report))
+    if getattr(config.report, "markdown", True):
+        atomic_write_text(Path(out) / SUMMARY_MD, render_markdown(report))
+    return report
+
+
+# --- building the report --------------------------------------------------------------------------------
+
+
+def build_report(out: Path, manifest: Any, config: Any) -> dict[str, Any]:
+    from infercc.pipeline.manifest import now_iso
+
+    stages = [
+        {
+            "name": s.name,
+            "status": s.status,
+            "duration_s": s.duration_s,
+            "started": s.started,
+            "notes": list(s.notes),
+            "error": s.error,
+        }
+        for s in manifest.stages.values()
+    ]
+    artifacts = [
+        {
+            "name": a.name,
+            "path": a.path,
+            "kind": a.kind,
+            "precision": a.precision,
+            "target": a.target,
+            "size": a.size,
+            "sha256": a.sha256,
+        }
+        for a in manifest.artifacts().values()
+        if a.kind in ("onnx", "engine")
+    ]
+    verify = _verify_section(manifest.stages.get("verify"))
+    bench = _bench_section(manifest.stages.get("bench"))
+    environment = _environment(bench)
+    report = {
+        "schema": SCHEMA_ID,
+        "infercc_version": __version__,
+        "created": now_iso(),
+        "out": str(out),
+        "model": {
+            "source": manifest.source.get("spec"),
+            "input_names": manifest.source.get("input_names"),
+            "shapes": manifest.source.get("shapes"),
+        },
+        "environment": environment,
+        "stages": stages,
+        "artifacts": artifacts,
+        "verify": verify,
+        "bench": bench,
+        "selection": select(verify, bench, config),
+        "compute_floor": compute_floor(bench, environment),
+        "status": "failed"
+        if (verify and not verify["passed"]) or any(s["status"] == "failed" for s in stages)
+        else "ok",
+    }
+    return _clean(report)
+
+
+def _verify_section(record: Any) -> dict[str, Any] | None:
+    if record is None or record.status != "done":
+        return None
+    m = record.metrics
+    return {
+        "passed": bool(m.get("passed", True)),
+        "reference": m.get("reference"),
+        "inputs": {k: v for k, v in (m.get("inputs") or {}).items() if k in ("source", "sets")},
+        "results": [
+            {
+                k: r.get(k)
+                for k in (
+                    "artifact",
+                    "runtime",
+                    "precision",
+                    "kind",
+                    "passed",
+                    "outputs",
+                    "tolerances",
+                    "failures",
+                    "seconds",
+                )
+            }
+            for r in m.get("results", [])
+        ],
+        "skipped_runtimes": m.get("skipped_runtimes", []),
+        "unverified": m.get("unverified", []),
+        "failures": m.get("failures", []),
+        "overhead": m.get("overhead"),
+    }
+
+
+def _bench_section(record: Any) -> dict[str, Any] | None:
+    if record is None or record.status != "done":
+        return None
+    m = record.metrics
+    return {
+        k: m.get(k)
+        for k in (
+            "batch_sizes",
+            "threads",
+            "settings",
+            "results",
+            "skipped_runtimes",
+            "warnings",
+            "errors",
+            "overhead",
+            "flops_per_item",
+        )
+    }
+
+
+def _environment(bench: dict[str, Any] | None) -> dict[str, Any]:
+    from infercc.doctor import environment
+
+    env = environment()
+    env["gpus"] = _gpus(bool(bench and any(r.get("device") == "cuda" for r in bench.get("results") or [])))
+    return env
+
+
+def _gpus(used_cuda: bool) -> list[str]:
+    if "torch" in sys.modules or used_cuda:
+        try:
+            from infercc.doctor import _gpus as torch_gpus
+
+            return torch_gpus()
+        except Exception:
+            return []
+    if shutil.which("nvidia-smi"):
+        try:
+            run = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            )
+            return [line.strip() for line in run.stdout.splitlines() if line.strip()]
+        except (OSError, subprocess.SubprocessError):
+            return []
+    return []
+
+
+def _accuracy(verify: dict[str, Any] | None, artifact: str, runtime: str) -> dict[str, Any] | None:
+    """Worst figures over the outputs of one artifact on one runtime (or, failing that, on any runtime)."""
+    if verify is None:
+        return None
+    results = [r for r in verify["results"] if r["artifact"] == artifact]
+    same = [r for r in results if r["runtime"] == runtime]
+    chosen = same or results
+    if not chosen:
+        return None
+    r = chosen[0]
+    outs = list((r.get("outputs") or {}).values())
+    if not outs:
+        return {
+            "passed": bool(r.get("passed")),
+            "runtime": r["runtime"],
+            "cosine": None,
+            "top1": None,
+            "snr_db": None,
+        }
+
+    def worst(key: str) -> float | None:
+        values = [_num(o.get(key)) for o in outs if o.get(key) is not None]
+        return min(values) if values else None
+
+    return {
+        "passed": bool(r.get("passed")),
+        "runtime": r["runtime"],
+        "cosine": worst("cosine"),
+        "top1": worst("top1"),
+        "snr_db": worst("snr_db"),
+        "max_abs": max((_num(o.get("max_abs")) or 0.0) for o in outs),
+    }
+
+
+def _num(value: Any) -> float | None:
+    if value == "inf":
+        return math.inf
+    if value == "-inf":
+        return -math.inf
+    return float(value) if isinstance(value, int | float) else None
+
+
+def select(verify: dict[str, Any] | None, bench: dict[str, Any] | None, config: Any) -> dict[str, Any]:
+    """Per runtime: the fastest artifact within the accuracy budget, and why each other one lost."""
+    cfg = config.report
+    budget = {
+        "cosine": cfg.accuracy_budget_cosine,
+        "top1": cfg.accuracy_budget_top1,
+        "snr_db": getattr(cfg, "accuracy_budget_snr_db", None),
+    }
+    section: dict[str, Any] = {"budget": budget, "batch": None, "runtimes": []}
+    if not bench or not bench.get("results"):
+        return section
+    sizes = bench.get("batch_sizes") or [1]
+    batch = cfg.batch if getattr(cfg, "batch", None) in sizes else sizes[0]
+    if getattr(cfg, "batch", None) is None and len(sizes) > 1:
+        batch = min(sizes)
+    section["batch"] = batch
+    runtimes: dict[str, list[dict[str, Any]]] = {}
+    for r in bench["results"]:
+        if r["artifact"] != "pytorch":
+            runtimes.setdefault(r["runtime"], []).append(r)
+    for runtime, entries in runtimes.items():
+        candidates, others = [], []
+        for e in entries:
+            stats = (e.get("batches") or {}).get(str(batch)) or {}
+            acc = _accuracy(verify, e["artifact"], runtime)
+            reason = _budget_miss(acc, budget)
+            if e.get("error") or "p50_ms" not in stats:
+                others.append(
+                    {
+                        "artifact": e["artifact"],
+                        "reason": f"not timed: {e.get('error') or stats.get('error')}",
+                    }
+                )
+            elif reason:
+                others.append({"artifact": e["artifact"], "p50_ms": stats["p50_ms"], "reason": reason})
+            else:
+                candidates.append((stats["p50_ms"], e["artifact"], stats, acc))
+        candidates.sort(key=lambda c: c[0])
+        row: dict[str, Any] = {
+            "runtime": runtime,
+            "chosen": None,
+            "p50_ms": None,
+            "speedup": None,
+            "others": others,
+        }
+        if candidates:
+            best_ms, best, stats, acc = candidates[0]
+            row.update(chosen=best, p50_ms=best_ms, speedup=stats.get("speedup"), accuracy=acc)
+            for ms, name, _s, _a in candidates[1:]:
+                others.append(
+                    {
+                        "artifact": name,
+                        "p50_ms": ms,
+                        "reason": f"within budget but slower: {ms:.3g} ms vs {best_ms:.3g} ms ({ms / best_ms:.2f}x)",
+                    }
+                )
+        row["others"] = sorted(others, key=lambda o: o.get("p50_ms") or math.inf)
+        section["runtimes"].append(row)
+    return section
+
+
+def _budget_miss(acc: dict[str, Any] | None, budget: dict[str, Any]) -> str | None:
+    if acc is None:
+        return "not verified: accuracy unknown"
+    if not acc["passed"]:
+        return "failed verification (see verify failures)"
+    for key, label in (("cosine", "cosine"), ("top1", "top-1 agreement"), ("snr_db", "SNR dB")):
+        limit = budget.get(key)
+        value = acc.get(key)
+        if limit is not None and value is not None and value < limit:
+            return f"outside the accuracy budget: {label} {value:.6g} < {limit:g}"
     return None
+
+
+def compute_floor(bench: dict[str, Any] | None, environment: dict[str, Any]) -> dict[str, Any] | None:
+    """Latency floor from the model's FLOPs and the GPU's FP16 peak, and each CUDA figure's distance to it."""
+    if not bench or not bench.get("flops_per_item"):
+        return None
+    gpu = next(iter(environment.get("gpus") or []), "")
+    peak = next((v for k, v in PEAK_FP16_FLOPS.items() if k in gpu), None)
+    if peak is None:
+        return {
+            "flops_per_item": bench["flops_per_item"],
+            "peak_flops": None,
+            "gpu": gpu or None,
+            "entries": [],
+        }
+    entries = []
+    for r in bench["results"]:
+        if r.get("device") != "cuda":
+            continue
+        for b, s in (r.get("batches") or {}).items():
+            if "p50_ms" in s:
+                floor_ms = bench["flops_per_item"] * int(b) / peak * 1e3
+                entries.append(
+                    {
+                        "artifact": r["artifact"],
+                        "runtime": r["runtime"],
+                        "batch": int(b),
+                        "p50_ms": s["p50_ms"],
+                        "floor_ms": floor_ms,
+                        "ratio": s["p50_ms"] / floor_ms,
+                    }
+                )
+    return {"flops_per_item": bench["flops_per_item"], "peak_flops": peak, "gpu": gpu, "entries": entries}
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: non-finite floats become strings ("inf") or null."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        try:
+            return _clean(value.item())
+        except (TypeError, ValueError):
+            return str(value)
+    return value

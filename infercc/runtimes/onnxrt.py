@@ -39,10 +39,20 @@ def explain_ort_error(exc: Exception, path: Path) -> StageError:
             f"ONNX Runtime cannot run op {op} (opset {opset}) at node '{node}' in {path.name}.",
             hint="Export with another --opset, exclude the op from quantization, or use a runtime that supports it.",
         )
+    unregistered = re.search(r"([\w.]*:?\w+)\((-?\d+)\) is not a registered function/op", text)
+    if unregistered:
+        return StageError(
+            f"ONNX Runtime {_ort_version()} has no op {unregistered.group(1)} (used in {path.name}).",
+            hint="A custom op needs its runtime library registered; otherwise re-export without it or use a runtime "
+            "that supports it.",
+        )
     opset = re.search(r"(?:Opset|opset) (\d+) .*(?:not|under) .*support", text)
     if opset or "is under development and support for this is limited" in text:
+        newest = re.search(r"support for domain (\S+) is till opset (\d+)", text)
+        detail = f" (it supports {newest.group(1)} up to opset {newest.group(2)})" if newest else ""
+        used = f"opset {opset.group(1)}" if opset else "the opset"
         return StageError(
-            f"The installed ONNX Runtime {_ort_version()} does not support the opset of {path.name}: {text.strip()[:300]}",
+            f"The installed ONNX Runtime {_ort_version()} does not support {used} of {path.name}{detail}.",
             hint="Re-export with a lower --opset (e.g. 17) or upgrade onnxruntime.",
         )
     if "Protobuf parsing failed" in text or "INVALID_PROTOBUF" in text:
@@ -137,7 +147,9 @@ class OrtCPU:
                     raise UsageError(
                         f"Input {name} dimension {axis} is {got}; {self.path.name} fixes it at {want}."
                     )
-            checked[name] = value.astype(spec.dtype, copy=False) if spec.dtype in _ORT_TYPES.values() else value
+            checked[name] = (
+                value.astype(spec.dtype, copy=False) if spec.dtype in _ORT_TYPES.values() else value
+            )
         return checked
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -156,24 +168,195 @@ class OrtCPU:
 
 
 class OrtCUDA(OrtCPU):
-    """ONNX Runtime with the CUDA execution provider; timing uses I/O binding with data already on the GPU."""
+    """ONNX Runtime with the CUDA execution provider.
+
+    Timing binds inputs and outputs to device buffers (I/O binding), so host-device copies stay out of the
+    figure (`time_h2d` times them on their own); ORT runs on PyTorch's current CUDA stream where PyTorch has
+    CUDA, and CUDA events on that stream time each run. With `cuda_graph`, a second session per input shape
+    captures the whole run as a CUDA graph and replays it; if capture fails (ops outside the CUDA provider),
+    timing falls back to plain I/O binding and says so in `notes`.
+    """
 
     name: ClassVar[str] = "onnxruntime-cuda"
     providers: ClassVar[list[str]] = ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
-    def __init__(self, artifact: Path, threads: int | None = None, cuda_graph: bool = False, **_: Any) -> None:
+    def __init__(
+        self, artifact: Path, threads: int | None = None, cuda_graph: bool = False, **_: Any
+    ) -> None:
         super().__init__(artifact, threads)
         self.cuda_graph = cuda_graph
+        self.notes: list[str] = []
+        self.timing = "cuda-events"
+        self._torch: Any = None
+        self._graph_sessions: dict[Any, Any] = {}
 
     @classmethod
     def status(cls) -> RuntimeStatus:
         if not is_installed("onnxruntime"):
-            return RuntimeStatus(cls.name, False, "onnxruntime-gpu is not installed: pip install 'infercc[gpu]'")
+            return RuntimeStatus(
+                cls.name, False, "onnxruntime-gpu is not installed: pip install 'infercc[gpu]'"
+            )
         if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
             return RuntimeStatus(cls.name, False, "CUDA_VISIBLE_DEVICES is empty")
         ort = require("onnxruntime")
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             return RuntimeStatus(
-                cls.name, False, "this onnxruntime has no CUDA provider: pip install 'infercc[gpu]'", _ort_version()
+                cls.name,
+                False,
+                "this onnxruntime has no CUDA provider: pip install 'infercc[gpu]'",
+                _ort_version(),
             )
-        return RuntimeStatus(cls.name, True, version=_ort_version())
+        return RuntimeStatus(cls.name, True, version=getattr(ort, "__version__", None) or _ort_version())
+
+    def _cuda_torch(self) -> Any:
+        """PyTorch with CUDA, when present: its stream and events time ORT's kernels."""
+        if self._torch is None:
+            try:
+                import torch
+
+                self._torch = torch if torch.cuda.is_available() else False
+            except ImportError:
+                self._torch = False
+        return self._torch or None
+
+    def _provider_options(self, graph: bool) -> list[Any]:
+        options: dict[str, str] = {"device_id": "0"}
+        torch = self._cuda_torch()
+        if torch is not None:
+            options["user_compute_stream"] = str(torch.cuda.current_stream().cuda_stream)
+        if graph:
+            options["enable_cuda_graph"] = "1"
+        return [("CUDAExecutionProvider", options), "CPUExecutionProvider"]
+
+    def __enter__(self) -> OrtCUDA:
+        ort = require("onnxruntime", "running ONNX artifacts on CUDA")
+        self._cuda_torch()  # loads PyTorch's CUDA libraries first, which ORT's CUDA provider can then share
+        if hasattr(ort, "preload_dlls"):
+            try:
+                ort.preload_dlls()
+            except Exception:
+                pass
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise MissingRuntimeError(
+                f"ONNX Runtime here lacks the CUDA provider (has {', '.join(ort.get_available_providers())}).",
+                hint="pip install 'infercc[gpu]' (onnxruntime-gpu) on a machine with a CUDA GPU.",
+            )
+        if not self.path.is_file():
+            raise UsageError(f"ONNX file {self.path} does not exist.")
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=self._session_options(), providers=self._provider_options(False)
+            )
+        except Exception as exc:
+            raise explain_ort_error(exc, self.path) from exc
+        if "CUDAExecutionProvider" not in self.session.get_providers():
+            raise MissingRuntimeError(
+                f"ONNX Runtime could not start its CUDA provider for {self.path.name}.",
+                hint="Check the CUDA and cuDNN libraries (infercc doctor).",
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._graph_sessions.clear()
+        self.session = None
+
+    def device_memory(self) -> int | None:
+        """Bytes in use on the GPU (whole device, as the driver reports it)."""
+        torch = self._cuda_torch()
+        if torch is None:
+            return None
+        free, total = torch.cuda.mem_get_info()
+        return int(total - free)
+
+    def _bound(
+        self, session: Any, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
+    ) -> tuple[Any, list[Any]]:
+        ort = require("onnxruntime")
+        binding = session.io_binding()
+        keep = []
+        for name, value in feeds.items():
+            dev = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), "cuda", 0)
+            binding.bind_ortvalue_input(name, dev)
+            keep.append(dev)
+        for name, value in outputs.items():
+            dev = ort.OrtValue.ortvalue_from_shape_and_type(list(value.shape), value.dtype, "cuda", 0)
+            binding.bind_ortvalue_output(name, dev)
+            keep.append(dev)
+        return binding, keep
+
+    def _graph_session(self, feeds: dict[str, np.ndarray]) -> Any:
+        ort = require("onnxruntime")
+        key = tuple((n, v.shape) for n, v in sorted(feeds.items()))
+        if key not in self._graph_sessions:
+            try:
+                self._graph_sessions[key] = ort.InferenceSession(
+                    str(self.path),
+                    sess_options=self._session_options(),
+                    providers=self._provider_options(True),
+                )
+            except Exception as exc:
+                self._graph_sessions[key] = None
+                self.notes.append(
+                    f"CUDA graph unavailable for {self.path.name}: {str(exc).strip().splitlines()[0][:200]}"
+                )
+        return self._graph_sessions[key]
+
+    def time_infer(self, feeds: dict[str, np.ndarray], iters: int, warmup: int) -> list[float]:
+        """Device time per run (CUDA events), inputs and outputs already on the GPU."""
+        feeds = self.check_feeds(feeds)
+        outputs = self.infer(feeds)
+        session, graph = self.session, False
+        if self.cuda_graph:
+            graph_session = self._graph_session(feeds)
+            if graph_session is not None:
+                session, graph = graph_session, True
+        binding, _keep = self._bound(session, feeds, outputs)
+        try:
+            session.run_with_iobinding(binding)  # with a CUDA graph: the capture
+        except Exception as exc:
+            if not graph:
+                raise explain_ort_error(exc, self.path) from exc
+            self.notes.append(
+                f"CUDA graph capture failed for {self.path.name}: {str(exc).strip().splitlines()[0][:200]}"
+            )
+            self._graph_sessions[tuple((n, v.shape) for n, v in sorted(feeds.items()))] = None
+            session, graph = self.session, False
+            binding, _keep = self._bound(session, feeds, outputs)
+        self.timing = "cuda-events" + (" + cuda-graph" if graph else "") + " + io-binding"
+        run = lambda: session.run_with_iobinding(binding)  # noqa: E731
+        torch = self._cuda_torch()
+        if torch is None:
+            self.timing = self.timing.replace("cuda-events", "wall-clock")
+            return time_loop(run, binding.synchronize_outputs, iters, warmup)
+        return cuda_event_loop(torch, run, iters, warmup)
+
+    def time_h2d(self, feeds: dict[str, np.ndarray], iters: int) -> list[float]:
+        """Host-to-device copy of every input, timed on its own (wall clock, synchronous copies)."""
+        import time
+
+        ort = require("onnxruntime")
+        feeds = self.check_feeds(feeds)
+        times = []
+        for _ in range(iters):
+            start = time.perf_counter()
+            for value in feeds.values():
+                ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), "cuda", 0)
+            times.append(time.perf_counter() - start)
+        return times
+
+
+def cuda_event_loop(torch: Any, run_once: Any, iters: int, warmup: int) -> list[float]:
+    """Seconds per run between CUDA events on PyTorch's current stream (ORT is bound to the same stream)."""
+    for _ in range(warmup):
+        run_once()
+    torch.cuda.synchronize()
+    stream = torch.cuda.current_stream()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record(stream)
+        run_once()
+        end.record(stream)
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1000.0)
+    return times

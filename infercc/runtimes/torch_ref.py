@@ -70,12 +70,22 @@ class TorchCPU:
             result = self._forward(self._to_device(feeds))
         except Exception as exc:
             shapes = ", ".join(f"{n}:{'x'.join(map(str, feeds[n].shape))}" for n in self.input_names)
-            raise StageError(f"The PyTorch model's forward failed on inputs {shapes}: {type(exc).__name__}: {exc}") from exc
+            raise StageError(
+                f"The PyTorch model's forward failed on inputs {shapes}: {type(exc).__name__}: {exc}"
+            ) from exc
         tensors = flatten_outputs(result, self.output_names)
-        return {name: t.detach().float().cpu().numpy() if t.is_floating_point() else t.cpu().numpy() for name, t in tensors.items()}
+        return {
+            name: t.detach().float().cpu().numpy() if t.is_floating_point() else t.cpu().numpy()
+            for name, t in tensors.items()
+        }
+
+    timing: ClassVar[str] = "wall-clock"
 
     def _sync(self) -> None:
         pass
+
+    def device_memory(self) -> int | None:
+        return None
 
     def time_infer(self, feeds: dict[str, np.ndarray], iters: int, warmup: int) -> list[float]:
         args = self._to_device(feeds)
@@ -93,16 +103,42 @@ class TorchCUDA(TorchCPU):
         torch = require("torch")
         if not torch.cuda.is_available():
             return RuntimeStatus(cls.name, False, "no CUDA device visible to PyTorch", version_of("torch"))
-        return RuntimeStatus(cls.name, True, version=version_of("torch"), details={"gpu": torch.cuda.get_device_name(0)})
+        return RuntimeStatus(
+            cls.name, True, version=version_of("torch"), details={"gpu": torch.cuda.get_device_name(0)}
+        )
 
     def __enter__(self) -> TorchCUDA:
         if not require("torch").cuda.is_available():
-            raise MissingRuntimeError("PyTorch sees no CUDA device.", hint="Run on a machine with an NVIDIA GPU.")
+            raise MissingRuntimeError(
+                "PyTorch sees no CUDA device.", hint="Run on a machine with an NVIDIA GPU."
+            )
         super().__enter__()
         return self
 
+    timing: ClassVar[str] = "cuda-events"
+
     def _sync(self) -> None:
         require("torch").cuda.synchronize()
+
+    def device_memory(self) -> int | None:
+        torch = require("torch")
+        free, total = torch.cuda.mem_get_info()
+        return int(total - free)
+
+    def time_h2d(self, feeds: dict[str, np.ndarray], iters: int) -> list[float]:
+        """Host-to-device copy of every input, timed on its own with CUDA events."""
+        torch = require("torch")
+        host = [torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in self.input_names]
+        times = []
+        for _ in range(iters):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for tensor in host:
+                tensor.to("cuda")
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1000.0)
+        return times
 
     def time_infer(self, feeds: dict[str, np.ndarray], iters: int, warmup: int) -> list[float]:
         """CUDA-event timing, data already on the device."""

@@ -1,10 +1,391 @@
-"""Bench stage: latency and throughput of every artifact on every runtime. (Filled in by the bench work.)"""
+"""Bench stage: latency and throughput of every artifact on every runtime, PyTorch eager as the baseline.
+
+For each runtime that is available here, each artifact it can run, and each batch size of the sweep:
+warm-up, then `repeats` x (`iterations` or `duration_s`) timed runs (CUDA events with data on the
+device on GPU; wall clock on CPU). Reported: min/mean/p50/p90/p99 latency, throughput, the spread of
+the repeats' medians, peak host memory (VmHWM, reset per measurement) and device memory, file size,
+and the ratio to PyTorch eager on the same device measured in the same run. The time the stage spends
+outside the runtimes' own calls is measured and recorded (`overhead`).
+"""
 
 from __future__ import annotations
 
-from infercc.config import CompileConfig
-from infercc.pipeline.stage import Stage
+import itertools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from infercc.config import BenchConfig, CompileConfig
+from infercc.errors import InferccError, MissingRuntimeError
+from infercc.pipeline.manifest import ArtifactRecord
+from infercc.pipeline.stage import RunContext, Stage, StageOutput
+from infercc.stages.verify import Clock, candidate_runtimes, opened, probe
+
+BASELINES = {"cpu": "pytorch-cpu", "cuda": "pytorch-cuda"}
 
 
 def stages_for(config: CompileConfig, artifacts: list[str]) -> list[Stage]:
-    return []
+    return [BenchStage(tuple(artifacts))]
+
+
+def runtime_device(name: str) -> str:
+    return "cuda" if ("cuda" in name or name.startswith("tensorrt")) else "cpu"
+
+
+# --- statistics -------------------------------------------------------------------------------------
+
+
+def latency_stats(repeats: list[list[float]], batch: int) -> dict[str, Any]:
+    """Percentiles over every timed iteration (ms), throughput (items/s) and the spread of the repeats' medians."""
+    flat = np.asarray([t for r in repeats for t in r], dtype=np.float64) * 1e3
+    medians = [float(np.median(r)) * 1e3 for r in repeats if r]
+    p50 = float(np.percentile(flat, 50))
+    return {
+        "iterations": int(flat.size),
+        "repeats": len(repeats),
+        "min_ms": float(flat.min()),
+        "mean_ms": float(flat.mean()),
+        "p50_ms": p50,
+        "p90_ms": float(np.percentile(flat, 90)),
+        "p99_ms": float(np.percentile(flat, 99)),
+        "max_ms": float(flat.max()),
+        "std_ms": float(flat.std()),
+        "repeat_medians_ms": medians,
+        "spread": float((max(medians) - min(medians)) / p50) if p50 > 0 else 0.0,
+        "throughput": float(batch / (p50 / 1e3)) if p50 > 0 else None,
+    }
+
+
+def rankable(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two measurements can be ranked: their repeat-median ranges do not overlap."""
+    lo_a, hi_a = min(a["repeat_medians_ms"]), max(a["repeat_medians_ms"])
+    lo_b, hi_b = min(b["repeat_medians_ms"]), max(b["repeat_medians_ms"])
+    return hi_a < lo_b or hi_b < lo_a
+
+
+# --- memory --------------------------------------------------------------------------------------------
+
+
+def _proc_status(key: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) of this process (Linux: write 5 to clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss() -> int | None:
+    return _proc_status("VmHWM")
+
+
+def current_rss() -> int | None:
+    return _proc_status("VmRSS")
+
+
+# --- measuring --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Subject:
+    """Something to time: an artifact file (or the PyTorch module) on a runtime."""
+
+    name: str  # artifact name, or "pytorch" for the baseline
+    runtime: str
+    artifact: Any  # path, or the nn.Module
+    size: int | None
+    precision: str | None
+    options: dict[str, Any]
+
+
+def batch_feed(feed: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
+    """The feed with its first axis tiled/cut to `batch` rows."""
+    out = {}
+    for name, value in feed.items():
+        if value.ndim == 0:
+            out[name] = value
+            continue
+        reps = -(-batch // value.shape[0])
+        out[name] = np.ascontiguousarray(np.concatenate([value] * reps, axis=0)[:batch])
+    return out
+
+
+def measure(runtime: Any, feeds: dict[str, np.ndarray], cfg: BenchConfig, clock: Clock) -> list[list[float]]:
+    """Warm-up, then `repeats` timed blocks; a block is `iterations` runs, or as many as fit `duration_s`,
+    capped by `budget_s` over all repeats."""
+    first = clock.call(runtime.time_infer, feeds, 1, max(cfg.warmup, 1))
+    estimate = max(float(np.median(first)), 1e-6)
+    iters = cfg.iterations
+    if cfg.duration_s is not None:
+        iters = max(int(cfg.duration_s / estimate), 1)
+    if cfg.budget_s is not None:
+        iters = max(min(iters, int(cfg.budget_s / cfg.repeats / estimate)), 3)
+    return [clock.call(runtime.time_infer, feeds, iters, 1 if i else 0) for i in range(cfg.repeats)]
+
+
+def bench_subject(
+    subject: Subject,
+    feeds_by_batch: dict[int, dict[str, np.ndarray]],
+    cfg: BenchConfig,
+    clock: Clock,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Every batch size of one subject; errors are recorded, not raised."""
+    entry: dict[str, Any] = {
+        "artifact": subject.name,
+        "runtime": subject.runtime,
+        "device": runtime_device(subject.runtime),
+        "precision": subject.precision,
+        "file_size": subject.size,
+        "threads": cfg.threads,
+        "batches": {},
+        "notes": [],
+        "error": None,
+    }
+    rss_before = current_rss()
+    reset = reset_peak_rss()
+    started = time.perf_counter()
+    try:
+        with opened(clock, subject.runtime, subject.artifact, **subject.options) as runtime:
+            device_base = _device_memory(runtime)
+            entry["load_s"] = round(time.perf_counter() - started, 4)
+            for batch, feeds in feeds_by_batch.items():
+                if progress:
+                    progress(f"{subject.name} on {subject.runtime}, batch {batch}")
+                try:
+                    repeats = measure(runtime, feeds, cfg, clock)
+                except InferccError as exc:
+                    entry["batches"][str(batch)] = {"error": exc.message}
+                    continue
+                stats = latency_stats(repeats, batch)
+                if hasattr(runtime, "time_h2d"):
+                    h2d = clock.call(runtime.time_h2d, feeds, min(20, cfg.iterations))
+                    stats["h2d_ms"] = float(np.median(h2d) * 1e3)
+                entry["batches"][str(batch)] = stats
+            entry["timing"] = getattr(runtime, "timing", "wall-clock")
+            entry["notes"] += list(dict.fromkeys(getattr(runtime, "notes", [])))
+            used = _device_memory(runtime)
+            if used is not None:
+                entry["device_memory"] = used
+                entry["device_memory_delta"] = used - device_base if device_base is not None else None
+    except InferccError as exc:
+        entry["error"] = exc.message
+    peak = peak_rss()
+    entry["peak_rss"] = peak
+    entry["peak_rss_delta"] = (peak - rss_before) if (peak and rss_before and reset) else None
+    return entry
+
+
+def _device_memory(runtime: Any) -> int | None:
+    fn = getattr(runtime, "device_memory", None)
+    try:
+        return fn() if fn else None
+    except Exception:
+        return None
+
+
+def compare_with_baseline(entries: list[dict[str, Any]]) -> None:
+    """Add `speedup` (baseline p50 / p50) against PyTorch eager on the same device and batch."""
+    base = {
+        (e["device"], b): s
+        for e in entries
+        if e["artifact"] == "pytorch"
+        for b, s in e["batches"].items()
+        if "p50_ms" in s
+    }
+    for e in entries:
+        for b, stats in e["batches"].items():
+            ref = base.get((e["device"], b))
+            if ref and "p50_ms" in stats:
+                stats["speedup"] = ref["p50_ms"] / stats["p50_ms"]
+                stats["baseline_p50_ms"] = ref["p50_ms"]
+
+
+def noise_warnings(entries: list[dict[str, Any]], max_spread: float) -> list[str]:
+    """Pairs of artifacts on one runtime and batch whose repeat ranges overlap: not rankable."""
+    warnings = []
+    by_key: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
+    for e in entries:
+        for b, s in e["batches"].items():
+            if "p50_ms" in s:
+                by_key.setdefault((e["runtime"], b), []).append((e["artifact"], s))
+                if s["spread"] > max_spread:
+                    warnings.append(
+                        f"{e['artifact']} on {e['runtime']} batch {b}: repeats spread {s['spread']:.0%} "
+                        f"(> {max_spread:.0%}); figures are noisy"
+                    )
+    for (runtime, b), items in by_key.items():
+        items.sort(key=lambda it: it[1]["p50_ms"])
+        for (n1, s1), (n2, s2) in itertools.pairwise(items):
+            if not rankable(s1, s2):
+                warnings.append(
+                    f"cannot rank {n1} ({s1['p50_ms']:.3g} ms) against {n2} ({s2['p50_ms']:.3g} ms) on "
+                    f"{runtime} at batch {b}: their repeats overlap"
+                )
+    return warnings
+
+
+def batch_sizes(cfg: BenchConfig, ranges: dict[str, Any], names: list[str]) -> list[int]:
+    """The sweep for dynamic-batch models (configured, else min/opt/max batch); the opt batch otherwise."""
+    opt = ranges[names[0]].opt[0] if names and ranges[names[0]].opt else 1
+    dynamic = any(r.min and r.max and r.min[0] != r.max[0] for r in ranges.values())
+    if not dynamic:
+        return [opt]
+    if cfg.batch_sizes:
+        return sorted(set(cfg.batch_sizes))
+    first = ranges[names[0]]
+    return sorted({first.min[0], opt, first.max[0]})
+
+
+class BenchStage:
+    name = "bench"
+    version: ClassVar[str] = "1"
+    description = "Benchmark artifacts against PyTorch eager"
+
+    def __init__(self, artifact_names: tuple[str, ...]) -> None:
+        self.artifact_names = tuple(artifact_names)
+        self.needs: tuple[str, ...] = ("reference", *self.artifact_names)
+
+    def settings(self, ctx: RunContext) -> dict[str, Any]:
+        return {
+            "bench": ctx.config.bench.model_dump(mode="json"),
+            "runtimes": candidate_runtimes(ctx.config.bench.runtimes),
+        }
+
+    def tools(self) -> tuple[str, ...]:
+        return ("onnxruntime", "onnxruntime-gpu", "numpy", "torch", "tensorrt", "tensorrt_rtx_bindings")
+
+    def run(self, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> StageOutput:
+        from infercc.stages.export import load_reference
+
+        clock = Clock()
+        cfg = ctx.config.bench
+        reference = load_reference(ctx.path(inputs["reference"].path))
+        feed = reference.get("opt", next(iter(reference.values())))[0]
+        sizes = batch_sizes(cfg, ctx.shape_ranges, ctx.input_names)
+        feeds_by_batch = {b: batch_feed(feed, b) for b in sizes}
+        subjects, skipped = self._subjects(ctx, inputs)
+        entries = []
+        flops: float | None = None
+        for i, subject in enumerate(subjects):
+
+            def progress(detail: str, i: int = i) -> None:
+                ctx.progress(self.name, i, len(subjects), detail)
+
+            if subject.name == "pytorch":
+                subject.artifact = clock.call(ctx.torch_module)
+                if flops is None:
+                    flops = clock.call(model_flops, subject.artifact, feed, ctx.input_names)
+            entries.append(bench_subject(subject, feeds_by_batch, cfg, clock, progress))
+        compare_with_baseline(entries)
+        warnings = noise_warnings(entries, cfg.max_spread)
+        errors = [f"{e['artifact']} on {e['runtime']}: {e['error']}" for e in entries if e["error"]]
+        overhead = clock.summary()
+        notes = [f"skipped runtime {s['runtime']}: {s['reason']}" for s in skipped] + warnings + errors
+        return StageOutput(
+            metrics={
+                "batch_sizes": sizes,
+                "threads": cfg.threads,
+                "settings": cfg.model_dump(mode="json"),
+                "results": entries,
+                "skipped_runtimes": skipped,
+                "warnings": warnings,
+                "errors": errors,
+                "overhead": overhead,
+                "flops_per_item": flops,
+                "brief": _brief(entries, sizes),
+            },
+            notes=notes,
+        )
+
+    def _subjects(
+        self, ctx: RunContext, inputs: dict[str, ArtifactRecord]
+    ) -> tuple[list[Subject], list[dict[str, str]]]:
+        cfg = ctx.config.bench
+        subjects: list[Subject] = []
+        skipped: list[dict[str, str]] = []
+        devices: set[str] = set()
+        explicit = bool(cfg.runtimes)
+        for runtime_name in candidate_runtimes(cfg.runtimes):
+            cls, reason = probe(runtime_name)
+            if reason:
+                if explicit:
+                    raise MissingRuntimeError(
+                        f"Runtime {runtime_name} is not available here: {reason}",
+                        hint="Drop it from bench.runtimes, or install it (infercc doctor).",
+                    )
+                skipped.append({"runtime": runtime_name, "reason": reason})
+                continue
+            assert cls is not None
+            options: dict[str, Any] = {"threads": cfg.threads}
+            if runtime_name == "onnxruntime-cuda":
+                options["cuda_graph"] = cfg.cuda_graph
+            for name in self.artifact_names:
+                art = inputs[name]
+                if art.kind in cls.artifact_kinds:
+                    devices.add(runtime_device(runtime_name))
+                    subjects.append(
+                        Subject(name, runtime_name, ctx.path(art.path), art.size, art.precision, options)
+                    )
+        if cfg.baseline and not ctx.source.is_onnx:
+            for device in sorted(devices):
+                runtime_name = BASELINES[device]
+                _, reason = probe(runtime_name)
+                if reason:
+                    skipped.append({"runtime": runtime_name, "reason": reason})
+                    continue
+                subjects.insert(
+                    0,
+                    Subject(
+                        "pytorch",
+                        runtime_name,
+                        None,
+                        None,
+                        "fp32",
+                        {"input_names": ctx.input_names, "threads": cfg.threads},
+                    ),
+                )
+        return subjects, skipped
+
+
+def model_flops(module: Any, feed: dict[str, np.ndarray], input_names: list[str]) -> float | None:
+    """FLOPs of one item (batch 1) of the PyTorch model, counted by torch's FlopCounterMode on CPU."""
+    try:
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        module = module.to("cpu").eval()
+        args = [torch.from_numpy(np.ascontiguousarray(feed[n][:1])) for n in input_names]
+        counter = FlopCounterMode(display=False)
+        with counter, torch.inference_mode():
+            module(*args)
+        total = counter.get_total_flops()
+        return float(total) if total else None
+    except Exception:
+        return None
+
+
+def _brief(entries: list[dict[str, Any]], sizes: list[int]) -> str:
+    batch = str(sizes[0])
+    parts = []
+    for e in entries:
+        s = e["batches"].get(batch, {})
+        if "p50_ms" in s:
+            ratio = f" ({s['speedup']:.2f}x)" if "speedup" in s and e["artifact"] != "pytorch" else ""
+            parts.append(
+                f"{e['artifact']}@{e['runtime'].replace('onnxruntime', 'ort')} {s['p50_ms']:.3g} ms{ratio}"
+            )
+    return f"batch {batch}: " + ", ".join(parts) if parts else "nothing timed"

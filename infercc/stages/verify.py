@@ -1,97 +1,430 @@
-"""Verify stage: every ONNX artifact on every available runtime against the reference, per output."""
+"""Verify stage: every artifact on every runtime of this machine against the reference, output by output.
+
+Inputs (the same sets go to every runtime): files from `verify.inputs` (.npy/.npz folder), else the
+evaluation source when `evaluation` is configured, else the seeded reference sets of the export stage
+(min/opt/max shapes) plus seeded sets at the opt shape up to `verify.samples`. The reference is PyTorch
+(or, with `verify.reference: onnx`, the exported FP32 ONNX on ONNX Runtime CPU). Runtimes not installed
+here are listed as skipped, with the reason. Semantics of the checks: infercc.metrics, docs/verify.md.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from infercc.config import Precision, Reference, Tolerance
+import numpy as np
+
+from infercc.config import Precision, Reference, Tolerance, _default_tolerances
 from infercc.errors import InferccError, MissingRuntimeError
-from infercc.metrics import compare
+from infercc.metrics import compare, split_tolerance, stack_rows
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import RunContext, StageOutput
-from infercc.runtimes.base import get_runtime, runtime_class
+from infercc.runtimes.base import REGISTRY, get_runtime, runtime_class
 
-DEFAULT_RUNTIMES = ("onnxruntime-cpu", "onnxruntime-cuda")
+ARTIFACT_KINDS = ("onnx", "engine")
+SUMMARY_KEYS = ("max_abs", "max_rel", "mean_abs", "cosine", "snr_db", "nan", "inf", "top1", "top5")
 
 
 def artifact_precision(art: ArtifactRecord) -> Precision:
-    return Precision(art.precision) if art.precision else Precision.fp32
+    try:
+        return Precision(art.precision) if art.precision else Precision.fp32
+    except ValueError:
+        return Precision.fp32
 
 
-def tolerance_for(ctx: RunContext, art: ArtifactRecord, output: str) -> Tolerance:
-    cfg = ctx.config.verify
-    return cfg.outputs.get(output) or cfg.tolerances.get(artifact_precision(art)) or Tolerance()
+def tolerance_for(config: Any, art: ArtifactRecord, output: str, runtime: str | None = None) -> Tolerance:
+    """Per-output override, else the runtime's override for the artifact's precision, else the configured
+    tolerance of that precision, else the default one."""
+    cfg = config.verify
+    precision = artifact_precision(art)
+    per_runtime = cfg.runtime_tolerances.get(runtime or "", {}).get(precision)
+    return (
+        cfg.outputs.get(output)
+        or per_runtime
+        or cfg.tolerances.get(precision)
+        or _default_tolerances()[precision]
+    )
+
+
+@dataclass
+class InputSet:
+    label: str
+    feeds: dict[str, np.ndarray]
+    expected: dict[str, np.ndarray] | None = None
+
+
+@dataclass
+class Clock:
+    """Time spent inside runtimes (session creation and inference) versus the stage as a whole."""
+
+    runtime_s: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.runtime_s += time.perf_counter() - t0
+
+    def summary(self) -> dict[str, float]:
+        total = time.perf_counter() - self.started
+        own = max(total - self.runtime_s, 0.0)
+        return {
+            "total_s": round(total, 4),
+            "runtime_s": round(self.runtime_s, 4),
+            "own_s": round(own, 4),
+            "own_share": round(own / total, 4) if total > 0 else 0.0,
+        }
+
+
+@contextlib.contextmanager
+def opened(clock: Clock, name: str, artifact: Any, **options: Any) -> Iterator[Any]:
+    """A runtime entered and exited with the time it takes counted as the runtime's own."""
+    runtime = clock.call(get_runtime, name, artifact, **options)
+    clock.call(runtime.__enter__)
+    try:
+        yield runtime
+    finally:
+        clock.call(runtime.__exit__, None, None, None)
+
+
+def candidate_runtimes(wanted: list[str], kinds: tuple[str, ...] = ARTIFACT_KINDS) -> list[str]:
+    """The configured runtimes, or every registered runtime that runs ONNX files or engines."""
+    if wanted:
+        return list(wanted)
+    names = []
+    for name in REGISTRY:
+        try:
+            cls = runtime_class(name)
+        except Exception:  # an adapter that cannot even be imported is still listed (as skipped)
+            names.append(name)
+            continue
+        if set(cls.artifact_kinds) & set(kinds):
+            names.append(name)
+    return names
+
+
+def probe(name: str) -> tuple[type | None, str]:
+    """(runtime class, '') if it can run here, else (None or class, why not)."""
+    try:
+        cls = runtime_class(name)
+    except InferccError:
+        raise
+    except Exception as exc:
+        return (
+            None,
+            f"adapter failed to import: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
+        )
+    try:
+        status = cls.status()
+    except Exception as exc:
+        return cls, f"status probe failed: {type(exc).__name__}: {exc}"
+    return (cls, "") if status.available else (cls, status.reason or "not available")
 
 
 class VerifyStage:
     name = "verify"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     description = "Verify artifacts against the reference"
 
     def __init__(self, artifact_names: tuple[str, ...]) -> None:
-        self.artifact_names = artifact_names
-        self.needs: tuple[str, ...] = ("reference", *artifact_names)
+        self.artifact_names = tuple(artifact_names)
+        self.needs: tuple[str, ...] = ("reference", *self.artifact_names)
 
     def settings(self, ctx: RunContext) -> dict[str, Any]:
-        return {"verify": ctx.config.verify.model_dump(mode="json"), "runtimes": self._runtimes(ctx)}
+        cfg = ctx.config
+        return {
+            "verify": cfg.verify.model_dump(mode="json"),
+            "runtimes": candidate_runtimes(cfg.verify.runtimes),
+            "evaluation": cfg.evaluation.model_dump(mode="json") if cfg.evaluation else None,
+            "threads": cfg.bench.threads,
+        }
 
     def tools(self) -> tuple[str, ...]:
-        return ("onnxruntime", "onnxruntime-gpu", "numpy")
-
-    def _runtimes(self, ctx: RunContext) -> list[str]:
-        wanted = ctx.config.verify.runtimes or list(DEFAULT_RUNTIMES)
-        return [name for name in wanted if "onnx" in runtime_class(name).artifact_kinds]
+        return ("onnxruntime", "onnxruntime-gpu", "numpy", "torch", "tensorrt", "tensorrt_rtx_bindings")
 
     def run(self, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> StageOutput:
-        from infercc.stages.export import load_reference
-
-        reference = load_reference(ctx.path(inputs["reference"].path))
-        if ctx.config.verify.reference is Reference.onnx and "onnx" in inputs:
-            reference = _onnx_reference(ctx, inputs["onnx"], reference)
+        clock = Clock()
+        cfg = ctx.config.verify
+        source, sets = input_sets(ctx, inputs, clock)
+        reference_name = _attach_reference(ctx, inputs, sets, clock)
         results: list[dict[str, Any]] = []
         skipped: list[dict[str, str]] = []
-        explicit = bool(ctx.config.verify.runtimes)
-        for runtime_name in self._runtimes(ctx):
-            status = runtime_class(runtime_name).status()
-            if not status.available:
+        explicit = bool(cfg.runtimes)
+        handled: set[str] = set()
+        for runtime_name in candidate_runtimes(cfg.runtimes):
+            cls, reason = probe(runtime_name)
+            if reason:
                 if explicit:
-                    raise MissingRuntimeError(f"Runtime {runtime_name} is not available: {status.reason}")
-                skipped.append({"runtime": runtime_name, "reason": status.reason})
+                    raise MissingRuntimeError(
+                        f"Runtime {runtime_name} is not available here: {reason}",
+                        hint="Drop it from verify.runtimes, or install it (infercc doctor).",
+                    )
+                skipped.append({"runtime": runtime_name, "reason": reason})
                 continue
+            assert cls is not None
             for name in self.artifact_names:
                 art = inputs[name]
+                if art.kind not in cls.artifact_kinds:
+                    continue
+                handled.add(name)
                 ctx.progress(self.name, len(results), None, f"{name} on {runtime_name}")
-                results.append(_verify_one(ctx, art, runtime_name, reference))
+                results.append(verify_one(ctx.config, ctx.path(art.path), art, runtime_name, sets, clock))
+        unverified = [
+            {"artifact": n, "reason": "no available runtime runs it"}
+            for n in self.artifact_names
+            if n not in handled
+        ]
         failures = [f for r in results for f in r["failures"]]
+        notes = [f"skipped runtime {s['runtime']}: {s['reason']}" for s in skipped]
+        notes += [f"not verified: {u['artifact']} ({u['reason']})" for u in unverified]
         return StageOutput(
-            metrics={"passed": not failures, "results": results, "skipped_runtimes": skipped, "failures": failures,
-                     "reference": ctx.config.verify.reference.value},
-            notes=[f"skipped {s['runtime']}: {s['reason']}" for s in skipped],
+            metrics={
+                "passed": not failures,
+                "reference": reference_name,
+                "inputs": {
+                    "source": source,
+                    "sets": [s.label for s in sets],
+                    "shapes": {s.label: {n: list(v.shape) for n, v in s.feeds.items()} for s in sets},
+                },
+                "results": results,
+                "skipped_runtimes": skipped,
+                "unverified": unverified,
+                "failures": failures,
+                "checks": [c for r in results for c in r["checks"]],
+                "overhead": clock.summary(),
+                "brief": _brief(results, skipped, failures),
+            },
+            notes=notes,
         )
 
 
-def _onnx_reference(ctx: RunContext, art: ArtifactRecord, reference: dict[str, Any]) -> dict[str, Any]:
-    with get_runtime("onnxruntime-cpu", ctx.path(art.path)) as runtime:
-        return {label: (feeds, runtime.infer(feeds)) for label, (feeds, _) in reference.items()}
+def _brief(results: list[dict[str, Any]], skipped: list[dict[str, str]], failures: list[str]) -> str:
+    text = f"{len(results)} artifact/runtime pairs, " + (
+        "all within tolerance" if not failures else f"{len(failures)} failures"
+    )
+    if skipped:
+        text += f"; skipped {', '.join(s['runtime'] for s in skipped)}"
+    return text
 
 
-def _verify_one(ctx: RunContext, art: ArtifactRecord, runtime_name: str, reference: dict[str, Any]) -> dict[str, Any]:
-    entry: dict[str, Any] = {"artifact": art.name, "path": art.path, "precision": artifact_precision(art).value,
-                             "runtime": runtime_name, "points": {}, "failures": []}
+# --- inputs and reference ---------------------------------------------------------------------------
+
+
+def input_sets(
+    ctx: RunContext, inputs: dict[str, ArtifactRecord], clock: Clock
+) -> tuple[str, list[InputSet]]:
+    """(where the inputs come from, the input sets); sets from the export reference carry their outputs."""
+    cfg = ctx.config.verify
+    if cfg.inputs is not None:
+        return f"files in {cfg.inputs}", _dataset_sets(ctx, "folder", cfg.inputs)
+    if ctx.config.evaluation is not None:
+        sets = _dataset_sets(ctx, None, None)
+        return f"evaluation data ({ctx.config.evaluation.model_dump(exclude_none=True, mode='json')})", sets
+    from infercc.data.synthetic import synthetic_feed
+    from infercc.stages.export import load_reference
+
+    reference = load_reference(ctx.path(inputs["reference"].path))
+    sets = [InputSet(label, feeds, outs) for label, (feeds, outs) in reference.items()]
+    opt = {n: ctx.shape_ranges[n].opt for n in ctx.input_names}
+    for i in range(1, max(cfg.samples - len(sets) + 1, 1)):
+        sets.append(
+            InputSet(f"opt#{i}", synthetic_feed(ctx.input_names, opt, ctx.config.inputs, seed=cfg.seed + i))
+        )
+    return f"seeded random (seed {cfg.seed}) within the declared ranges", sets
+
+
+def _dataset_sets(ctx: RunContext, kind: str | None, folder: Any) -> list[InputSet]:
+    from infercc.config import DataSource
+    from infercc.data.sources import ModelInputs, open_source
+
+    model_inputs = ModelInputs(list(ctx.input_names), dict(ctx.shape_ranges), dict(ctx.config.inputs))
+    if kind == "folder":
+        source = DataSource(folder=folder, samples=max(ctx.config.verify.samples, 1) * 64)
+        role = "verify"
+    else:
+        source = ctx.config.evaluation
+        role = "evaluation"
+    dataset = open_source(source, model_inputs, role)
+    sets = [InputSet(f"{role}#{i}", feeds) for i, feeds in enumerate(dataset.batches())]
+    if not sets:
+        from infercc.errors import UsageError
+
+        raise UsageError(
+            f"No {role} inputs found in {dataset.description}.",
+            hint="Point verify.inputs at .npy/.npz files.",
+        )
+    return sets
+
+
+def _attach_reference(
+    ctx: RunContext, inputs: dict[str, ArtifactRecord], sets: list[InputSet], clock: Clock
+) -> str:
+    """Fill in the expected outputs of every set (all of them with reference=onnx); returns what the reference is."""
+    onnx_ref = ctx.config.verify.reference is Reference.onnx or ctx.source.is_onnx
+    if onnx_ref and "onnx" in inputs:
+        with opened(
+            clock, "onnxruntime-cpu", ctx.path(inputs["onnx"].path), threads=ctx.config.bench.threads
+        ) as rt:
+            for s in sets:
+                if s.expected is None or ctx.config.verify.reference is Reference.onnx:
+                    s.expected = clock.call(rt.infer, s.feeds)
+        return (
+            "onnx (FP32, ONNX Runtime CPU)"
+            if ctx.config.verify.reference is Reference.onnx
+            else "onnx source"
+        )
+    missing = [s for s in sets if s.expected is None]
+    if missing:
+        names = ctx.config.model.output_names or list(sets[0].expected or {}) or None
+        module = clock.call(ctx.torch_module)
+        with opened(
+            clock,
+            "pytorch-cpu",
+            module,
+            input_names=ctx.input_names,
+            output_names=names,
+            threads=ctx.config.bench.threads,
+        ) as rt:
+            for s in missing:
+                s.expected = clock.call(rt.infer, s.feeds)
+    return "pytorch (eager FP32, CPU)"
+
+
+# --- one artifact on one runtime ------------------------------------------------------------------------
+
+
+def verify_one(
+    config: Any,
+    path: Any,
+    art: ArtifactRecord,
+    runtime_name: str,
+    sets: list[InputSet],
+    clock: Clock | None = None,
+    **runtime_options: Any,
+) -> dict[str, Any]:
+    """Run every input set through `art` on `runtime_name` and compare each output with the reference."""
+    clock = clock or Clock()
+    entry: dict[str, Any] = {
+        "artifact": art.name,
+        "path": art.path,
+        "kind": art.kind,
+        "precision": artifact_precision(art).value,
+        "runtime": runtime_name,
+        "outputs": {},
+        "points": {},
+        "failures": [],
+        "checks": [],
+        "tolerances": {},
+    }
+    started = time.perf_counter()
+    collected: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
     try:
-        with get_runtime(runtime_name, ctx.path(art.path), threads=ctx.config.bench.threads) as runtime:
-            for label, (feeds, expected) in reference.items():
-                outputs = runtime.infer(feeds)
+        with opened(clock, runtime_name, path, threads=config.bench.threads, **runtime_options) as runtime:
+            for s in sets:
+                outputs = clock.call(runtime.infer, s.feeds)
                 point: dict[str, Any] = {}
-                for out_name, ref in expected.items():
-                    tol = tolerance_for(ctx, art, out_name)
-                    metrics = compare(outputs[out_name], ref, tol)
+                for out_name, ref in (s.expected or {}).items():
+                    tol = tolerance_for(config, art, out_name, runtime_name)
+                    per_sample, _ = split_tolerance(tol)
+                    if out_name not in outputs:
+                        _fail(
+                            entry,
+                            art,
+                            runtime_name,
+                            out_name,
+                            s.label,
+                            "missing_output",
+                            None,
+                            "present",
+                            f"output {out_name} is missing (the artifact gives {', '.join(outputs)})",
+                        )
+                        continue
+                    got = np.asarray(outputs[out_name])
+                    metrics = compare(got, ref, per_sample)
                     point[out_name] = metrics.to_dict()
-                    entry["failures"] += [
-                        f"{art.name} on {runtime_name}, output {out_name} at the {label} shapes: {failure}"
-                        for failure in metrics.failures
-                    ]
-                entry["points"][label] = point
+                    for check in metrics.checks:
+                        _fail(
+                            entry,
+                            art,
+                            runtime_name,
+                            out_name,
+                            s.label,
+                            check.metric,
+                            check.value,
+                            check.limit,
+                            check.message,
+                        )
+                    if metrics.shape_match:
+                        acts, refs = collected.setdefault(out_name, ([], []))
+                        acts.append(got)
+                        refs.append(ref)
+                entry["points"][s.label] = point
     except InferccError as exc:
         entry["failures"].append(f"{art.name} on {runtime_name}: {exc.message}")
+        entry["checks"].append(
+            {
+                "artifact": art.name,
+                "runtime": runtime_name,
+                "output": None,
+                "set": None,
+                "metric": "run",
+                "value": None,
+                "limit": "runs",
+                "message": exc.message,
+            }
+        )
+    for out_name, (acts, refs) in collected.items():
+        tol = tolerance_for(config, art, out_name, runtime_name)
+        _, whole = split_tolerance(tol)
+        metrics = compare(stack_rows(acts), stack_rows(refs), whole)
+        summary = {k: v for k, v in metrics.to_dict().items() if k in SUMMARY_KEYS}
+        summary["samples"] = len(acts)
+        summary["passed"] = metrics.passed and not any(c["output"] == out_name for c in entry["checks"])
+        entry["outputs"][out_name] = summary
+        entry["tolerances"][out_name] = tol.model_dump(mode="json", exclude_none=True)
+        for check in metrics.checks:
+            _fail(
+                entry,
+                art,
+                runtime_name,
+                out_name,
+                "all sets",
+                check.metric,
+                check.value,
+                check.limit,
+                check.message,
+            )
+    entry["passed"] = not entry["failures"]
+    entry["seconds"] = round(time.perf_counter() - started, 4)
     return entry
+
+
+def _fail(
+    entry: dict[str, Any],
+    art: ArtifactRecord,
+    runtime: str,
+    output: str,
+    where: str,
+    metric: str,
+    value: Any,
+    limit: str,
+    message: str,
+) -> None:
+    entry["failures"].append(f"{art.name} on {runtime}, output {output} ({where}): {message}")
+    entry["checks"].append(
+        {
+            "artifact": art.name,
+            "runtime": runtime,
+            "output": output,
+            "set": where,
+            "metric": metric,
+            "value": value if not isinstance(value, float) or np.isfinite(value) else None,
+            "limit": limit,
+            "message": message,
+        }
+    )

@@ -1,0 +1,484 @@
+"""report.html (self-contained: inline CSS and SVG plots, no script) and summary.md from a report dict."""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f"]
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if value == "inf":
+        return "∞"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _size(n: Any) -> str:
+    if not isinstance(n, int | float):
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text))
+
+
+# --- SVG ----------------------------------------------------------------------------------------------
+
+
+def _ticks(lo: float, hi: float, log: bool) -> list[float]:
+    if log:
+        a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+        return [10.0**k * m for k in range(a, b + 1) for m in (1, 2, 5) if lo <= 10.0**k * m <= hi] or [
+            lo,
+            hi,
+        ]
+    if hi == lo:
+        return [lo]
+    step = 10 ** math.floor(math.log10((hi - lo) / 4))
+    for mult in (1, 2, 5, 10):
+        if (hi - lo) / (step * mult) <= 6:
+            step *= mult
+            break
+    start = math.ceil(lo / step) * step
+    return [start + i * step for i in range(int((hi - start) / step) + 1)]
+
+
+def svg_chart(
+    series: list[dict[str, Any]],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    logx: bool = False,
+    logy: bool = False,
+    lines: bool = True,
+    width: int = 560,
+    height: int = 320,
+) -> str:
+    """A small line/scatter chart. series: [{label, points: [(x, y)], dashed?}]."""
+    pts = [(x, y) for s in series for x, y in s["points"] if x is not None and y is not None]
+    if not pts:
+        return f'<p class="muted">{_e(title)}: no data</p>'
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    if logx:
+        x0, x1 = x0 / 1.3, x1 * 1.3
+    else:
+        pad = (x1 - x0) * 0.08 or max(abs(x1) * 0.1, 1)
+        x0, x1 = x0 - pad, x1 + pad
+    if logy:
+        y0, y1 = y0 / 1.5, y1 * 1.5
+    else:
+        pad = (y1 - y0) * 0.1 or max(abs(y1) * 0.1, 1)
+        y0, y1 = max(0.0, y0 - pad) if y0 >= 0 else y0 - pad, y1 + pad
+    left, right, top, bottom = 64, 150, 28, 46
+    pw, ph = width - left - right, height - top - bottom
+
+    def sx(x: float) -> float:
+        t = (
+            (math.log10(x) - math.log10(x0)) / (math.log10(x1) - math.log10(x0))
+            if logx
+            else (x - x0) / (x1 - x0)
+        )
+        return left + t * pw
+
+    def sy(y: float) -> float:
+        t = (
+            (math.log10(y) - math.log10(y0)) / (math.log10(y1) - math.log10(y0))
+            if logy
+            else (y - y0) / (y1 - y0)
+        )
+        return top + ph - t * ph
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{_e(title)}" font-family="sans-serif" font-size="11">',
+        f'<text x="{left}" y="16" font-size="13" font-weight="bold">{_e(title)}</text>',
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fafafa" stroke="#999"/>',
+    ]
+    for t in _ticks(x0, x1, logx):
+        out.append(f'<line x1="{sx(t):.1f}" y1="{top}" x2="{sx(t):.1f}" y2="{top + ph}" stroke="#e4e4e4"/>')
+        out.append(f'<text x="{sx(t):.1f}" y="{top + ph + 14}" text-anchor="middle">{_f(t, 3)}</text>')
+    for t in _ticks(y0, y1, logy):
+        out.append(f'<line x1="{left}" y1="{sy(t):.1f}" x2="{left + pw}" y2="{sy(t):.1f}" stroke="#e4e4e4"/>')
+        out.append(f'<text x="{left - 4}" y="{sy(t) + 4:.1f}" text-anchor="end">{_f(t, 3)}</text>')
+    out.append(f'<text x="{left + pw / 2}" y="{height - 8}" text-anchor="middle">{_e(xlabel)}</text>')
+    out.append(
+        f'<text transform="translate(14,{top + ph / 2}) rotate(-90)" text-anchor="middle">{_e(ylabel)}</text>'
+    )
+    for i, s in enumerate(series):
+        color = PALETTE[i % len(PALETTE)]
+        p = [(sx(x), sy(y)) for x, y in sorted(s["points"]) if x is not None and y is not None]
+        if lines and len(p) > 1:
+            dash = ' stroke-dasharray="5,3"' if s.get("dashed") else ""
+            path = " ".join(f"{a:.1f},{b:.1f}" for a, b in p)
+            out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
+        for a, b in p:
+            out.append(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="4" fill="{color}"/>')
+        ly = top + 12 + i * 16
+        out.append(f'<rect x="{left + pw + 10}" y="{ly - 8}" width="10" height="10" fill="{color}"/>')
+        out.append(f'<text x="{left + pw + 24}" y="{ly + 1}">{_e(s["label"])[:22]}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+# --- HTML ----------------------------------------------------------------------------------------------
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
+h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
+table{border-collapse:collapse;margin:8px 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}
+th{background:#f0f0f0}td.n{text-align:right;font-variant-numeric:tabular-nums}
+.ok{color:#18794e;font-weight:bold}.fail{color:#c62828;font-weight:bold}.muted{color:#777}
+.plots{display:flex;flex-wrap:wrap;gap:16px}code{background:#f4f4f4;padding:1px 4px}
+"""
+
+
+def _table(headers: list[str], rows: list[list[Any]], numeric: set[int] | None = None) -> str:
+    numeric = numeric or set()
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td{' class=n' if i in numeric else ''}>{c}</td>" for i, c in enumerate(r))
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def latency_series(bench: dict[str, Any], runtime: str) -> list[dict[str, Any]]:
+    series = []
+    device = next((r["device"] for r in bench["results"] if r["runtime"] == runtime), "cpu")
+    for r in bench["results"]:
+        if r["runtime"] == runtime or (r["artifact"] == "pytorch" and r["device"] == device):
+            pts = [(int(b), s["p50_ms"]) for b, s in (r.get("batches") or {}).items() if "p50_ms" in s]
+            label = "PyTorch eager" if r["artifact"] == "pytorch" else r["artifact"]
+            series.append({"label": label, "points": pts, "dashed": r["artifact"] == "pytorch"})
+    return series
+
+
+def accuracy_speed_series(report: dict[str, Any]) -> list[dict[str, Any]]:
+    from infercc.report import _accuracy
+
+    bench, verify = report.get("bench") or {}, report.get("verify")
+    batch = str((report.get("selection") or {}).get("batch") or (bench.get("batch_sizes") or [1])[0])
+    series = []
+    for r in bench.get("results") or []:
+        if r["artifact"] == "pytorch":
+            continue
+        s = (r.get("batches") or {}).get(batch) or {}
+        acc = _accuracy(verify, r["artifact"], r["runtime"])
+        if "p50_ms" in s and acc and acc.get("snr_db") is not None:
+            snr = min(acc["snr_db"], 150.0)
+            series.append(
+                {
+                    "label": f"{r['artifact']} · {r['runtime'].replace('onnxruntime', 'ort')}",
+                    "points": [(s["p50_ms"], snr)],
+                }
+            )
+    return series
+
+
+def render_html(report: dict[str, Any]) -> str:
+    parts = [
+        f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>infercc report</title><style>{CSS}</style>"
+        "</head><body>"
+    ]
+    status = report.get("status")
+    parts.append(
+        f"<h1>infercc report — {_e(report['model'].get('source'))} "
+        f"<span class={'ok' if status == 'ok' else 'fail'}>{_e(status)}</span></h1>"
+    )
+    parts.append(
+        f"<p class=muted>{_e(report['created'])} · infercc {_e(report['infercc_version'])} · "
+        f"inputs {_e(report['model'].get('shapes'))}</p>"
+    )
+    parts.append(_selection_html(report))
+    parts.append(_artifacts_html(report))
+    parts.append(_verify_html(report.get("verify")))
+    parts.append(_bench_html(report))
+    parts.append(_floor_html(report.get("compute_floor")))
+    parts.append(_env_html(report))
+    parts.append("</body></html>")
+    return "\n".join(p for p in parts if p)
+
+
+def _selection_html(report: dict[str, Any]) -> str:
+    sel = report.get("selection") or {}
+    if not sel.get("runtimes"):
+        return "<h2>Selection</h2><p class=muted>No benchmark figures: nothing to select.</p>"
+    budget = ", ".join(f"{k} ≥ {v}" for k, v in (sel.get("budget") or {}).items() if v is not None) or "none"
+    rows = []
+    for r in sel["runtimes"]:
+        lost = "<br>".join(f"{_e(o['artifact'])}: {_e(o['reason'])}" for o in r["others"]) or "-"
+        chosen = f"<b>{_e(r['chosen'])}</b>" if r["chosen"] else "<span class=fail>none within budget</span>"
+        rows.append([_e(r["runtime"]), chosen, _f(r.get("p50_ms")), _f(r.get("speedup")), lost])
+    return f"<h2>Selection (batch {sel.get('batch')}, accuracy budget: {_e(budget)})</h2>" + _table(
+        ["runtime", "fastest within budget", "p50 ms", "× PyTorch eager", "why the others lost"], rows, {2, 3}
+    )
+
+
+def _artifacts_html(report: dict[str, Any]) -> str:
+    rows = [
+        [_e(a["name"]), _e(a["path"]), _e(a["kind"]), _e(a.get("precision") or "-"), _size(a["size"])]
+        for a in report["artifacts"]
+    ]
+    stage_rows = [
+        [_e(s["name"]), _e(s["status"]), _f(s["duration_s"]), _e("; ".join(s["notes"])[:300])]
+        for s in report["stages"]
+    ]
+    return (
+        "<h2>Artifacts</h2>"
+        + _table(["artifact", "file", "kind", "precision", "size"], rows, {4})
+        + "<h2>Stage timings</h2>"
+        + _table(["stage", "status", "seconds", "notes"], stage_rows, {2})
+    )
+
+
+def _verify_html(verify: dict[str, Any] | None) -> str:
+    if verify is None:
+        return "<h2>Accuracy</h2><p class=muted>verify did not run.</p>"
+    rows = []
+    for r in verify["results"]:
+        for out, m in (r.get("outputs") or {}).items():
+            rows.append(
+                [
+                    _e(r["artifact"]),
+                    _e(r["runtime"]),
+                    _e(out),
+                    "<span class=ok>pass</span>" if m.get("passed") else "<span class=fail>FAIL</span>",
+                    _f(m.get("max_abs")),
+                    _f(m.get("max_rel")),
+                    _f(m.get("mean_abs")),
+                    _f(m.get("cosine"), 7),
+                    _f(m.get("snr_db"), 4),
+                    _f(m.get("top1")),
+                    f"{m.get('nan', 0)}/{m.get('inf', 0)}",
+                ]
+            )
+        if not r.get("outputs"):
+            rows.append(
+                [_e(r["artifact"]), _e(r["runtime"]), "-", "<span class=fail>FAIL</span>"] + ["-"] * 7
+            )
+    skipped = "".join(
+        f"<li><code>{_e(s['runtime'])}</code>: {_e(s['reason'])}</li>" for s in verify["skipped_runtimes"]
+    )
+    fails = "".join(f"<li>{_e(f)}</li>" for f in verify["failures"][:50])
+    oh = verify.get("overhead") or {}
+    return (
+        "<h2>Accuracy against the reference</h2>"
+        f"<p>Reference: {_e(verify['reference'])}; inputs: {_e((verify.get('inputs') or {}).get('source'))} "
+        f"({len((verify.get('inputs') or {}).get('sets') or [])} sets).</p>"
+        + _table(
+            [
+                "artifact",
+                "runtime",
+                "output",
+                "result",
+                "max abs",
+                "max rel",
+                "mean abs",
+                "cosine",
+                "SNR dB",
+                "top-1",
+                "NaN/Inf",
+            ],
+            rows,
+            {4, 5, 6, 7, 8, 9},
+        )
+        + (f"<p><b>Failures</b></p><ul>{fails}</ul>" if fails else "")
+        + (f"<p>Skipped runtimes (not available here):</p><ul>{skipped}</ul>" if skipped else "")
+        + f"<p class=muted>verify: {_f(oh.get('total_s'))} s, of which {_f(oh.get('own_share'))} outside the "
+        "runtimes' own calls.</p>"
+    )
+
+
+def _bench_html(report: dict[str, Any]) -> str:
+    bench = report.get("bench")
+    if bench is None:
+        return "<h2>Speed</h2><p class=muted>bench did not run.</p>"
+    rows = []
+    for r in bench["results"]:
+        for b, s in (r.get("batches") or {}).items():
+            if "p50_ms" not in s:
+                continue
+            rows.append(
+                [
+                    _e(r["artifact"]),
+                    _e(r["runtime"]),
+                    b,
+                    _f(s["min_ms"]),
+                    _f(s["mean_ms"]),
+                    _f(s["p50_ms"]),
+                    _f(s["p90_ms"]),
+                    _f(s["p99_ms"]),
+                    _f(s.get("throughput"), 4),
+                    _f(s.get("speedup")),
+                    f"{s['spread']:.1%}",
+                    _f(s.get("h2d_ms")),
+                    _size(r.get("peak_rss")),
+                    _size(r.get("device_memory_delta")),
+                    _size(r.get("file_size")),
+                ]
+            )
+    runtimes = sorted({r["runtime"] for r in bench["results"] if r["artifact"] != "pytorch"})
+    plots = [
+        svg_chart(
+            latency_series(bench, rt),
+            "batch size",
+            "p50 latency (ms)",
+            f"Latency vs batch — {rt}",
+            logx=len(bench.get("batch_sizes") or []) > 1,
+            logy=True,
+        )
+        for rt in runtimes
+    ]
+    plots.append(
+        svg_chart(
+            accuracy_speed_series(report),
+            "p50 latency (ms)",
+            "SNR vs reference (dB, capped 150)",
+            "Accuracy vs speed",
+            logx=True,
+            lines=False,
+        )
+    )
+    warn = "".join(f"<li>{_e(w)}</li>" for w in (bench.get("warnings") or []) + (bench.get("errors") or []))
+    skipped = "".join(
+        f"<li><code>{_e(s['runtime'])}</code>: {_e(s['reason'])}</li>" for s in bench["skipped_runtimes"]
+    )
+    oh = bench.get("overhead") or {}
+    timing = sorted({f"{r['runtime']}: {r.get('timing')}" for r in bench["results"] if r.get("timing")})
+    return (
+        "<h2>Speed</h2>"
+        f"<p>Threads: {_e(bench.get('threads') or 'default')}; timing: {_e('; '.join(timing))}. "
+        "× PyTorch eager is measured in the same run on the same device.</p>"
+        + _table(
+            [
+                "artifact",
+                "runtime",
+                "batch",
+                "min ms",
+                "mean ms",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "items/s",
+                "× eager",
+                "spread",
+                "H2D ms",
+                "peak RSS",
+                "device mem",
+                "file",
+            ],
+            rows,
+            set(range(2, 15)),
+        )
+        + f"<div class=plots>{''.join(plots)}</div>"
+        + (f"<p><b>Noise and errors</b></p><ul>{warn}</ul>" if warn else "")
+        + (f"<p>Skipped runtimes:</p><ul>{skipped}</ul>" if skipped else "")
+        + f"<p class=muted>bench: {_f(oh.get('total_s'))} s, of which {_f(oh.get('own_share'))} outside the "
+        "runtimes' own calls.</p>"
+    )
+
+
+def _floor_html(floor: dict[str, Any] | None) -> str:
+    if not floor:
+        return ""
+    if not floor.get("peak_flops"):
+        return (
+            f"<h2>Compute floor</h2><p>{_f(floor['flops_per_item'] / 1e9)} GFLOP per item; no peak figure for "
+            f"this machine's GPU ({_e(floor.get('gpu') or 'none')}).</p>"
+        )
+    rows = [
+        [_e(e["artifact"]), _e(e["runtime"]), e["batch"], _f(e["p50_ms"]), _f(e["floor_ms"]), _f(e["ratio"])]
+        for e in floor["entries"]
+    ]
+    return (
+        f"<h2>Distance to the compute floor</h2><p>{_f(floor['flops_per_item'] / 1e9)} GFLOP per item at "
+        f"{_f(floor['peak_flops'] / 1e12)} TFLOP/s FP16 ({_e(floor['gpu'])}).</p>"
+        + _table(["artifact", "runtime", "batch", "p50 ms", "floor ms", "× floor"], rows, {2, 3, 4, 5})
+    )
+
+
+def _env_html(report: dict[str, Any]) -> str:
+    env = report["environment"]
+    pk = ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v)
+    return "<h2>Environment</h2>" + _table(
+        ["", ""],
+        [
+            ["CPU", _e(f"{env.get('cpu')} ({env.get('cpu_count')} logical cores)")],
+            ["GPU", _e(", ".join(env.get("gpus") or []) or "none")],
+            ["Python", _e(env.get("python"))],
+            ["Platform", _e(env.get("platform"))],
+            ["Packages", _e(pk)],
+        ],
+    )
+
+
+# --- Markdown ----------------------------------------------------------------------------------------------
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"## infercc: {report['model'].get('source')} — {'✅ ok' if report['status'] == 'ok' else '❌ failed'}",
+        "",
+    ]
+    sel = report.get("selection") or {}
+    if sel.get("runtimes"):
+        lines += [f"**Selection** (batch {sel.get('batch')}):", ""]
+        for r in sel["runtimes"]:
+            chosen = f"**{r['chosen']}** {_f(r['p50_ms'])} ms" if r["chosen"] else "none within budget"
+            sp = f" ({_f(r.get('speedup'))}× PyTorch eager)" if r.get("speedup") else ""
+            lines.append(f"- `{r['runtime']}`: {chosen}{sp}")
+            lines += [f"  - {o['artifact']}: {o['reason']}" for o in r["others"]]
+        lines.append("")
+    verify = report.get("verify")
+    if verify:
+        lines += [
+            "| artifact | runtime | output | result | max abs | cosine | SNR dB | top-1 |",
+            "|---|---|---|---|---:|---:|---:|---:|",
+        ]
+        for r in verify["results"]:
+            for out, m in (r.get("outputs") or {}).items():
+                lines.append(
+                    f"| {r['artifact']} | {r['runtime']} | {out} | {'pass' if m.get('passed') else '**FAIL**'} | "
+                    f"{_f(m.get('max_abs'))} | {_f(m.get('cosine'), 7)} | {_f(m.get('snr_db'), 4)} | {_f(m.get('top1'))} |"
+                )
+        for s in verify["skipped_runtimes"]:
+            lines.append(f"\nSkipped `{s['runtime']}`: {s['reason']}")
+        if verify["failures"]:
+            lines += ["", "**Failures:**", ""] + [f"- {f}" for f in verify["failures"][:30]]
+        lines.append("")
+    bench = report.get("bench")
+    if bench:
+        lines += [
+            "| artifact | runtime | batch | p50 ms | p90 ms | p99 ms | items/s | × eager | spread |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in bench["results"]:
+            for b, s in (r.get("batches") or {}).items():
+                if "p50_ms" in s:
+                    lines.append(
+                        f"| {r['artifact']} | {r['runtime']} | {b} | {_f(s['p50_ms'])} | {_f(s['p90_ms'])} | "
+                        f"{_f(s['p99_ms'])} | {_f(s.get('throughput'), 4)} | {_f(s.get('speedup'))} | {s['spread']:.1%} |"
+                    )
+        lines += [f"- ⚠ {w}" for w in (bench.get("warnings") or [])]
+        lines.append("")
+    env = report["environment"]
+    lines.append(
+        f"_{env.get('cpu')}; GPU: {', '.join(env.get('gpus') or []) or 'none'}; threads: "
+        f"{(bench or {}).get('threads') or 'default'}_"
+    )
+    return "\n".join(lines) + "\n"
