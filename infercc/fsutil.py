@@ -144,9 +144,10 @@ def ensure_writable_dir(folder: Path) -> Path:
         raise UsageError(f"--out {folder} exists and is not a folder.", hint="Pass a folder path to --out.")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f"{TMP_PREFIX}probe"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # a unique name: a run holding the folder's lock may be clearing stale .tmp-* files meanwhile
+        fd, probe = tempfile.mkstemp(prefix=f"{TMP_PREFIX}probe.", dir=folder)
+        os.close(fd)
+        _remove_quietly(Path(probe))
     except OSError as exc:
         raise UsageError(
             f"Cannot write to output folder {folder}: {exc.strerror or exc}.",

@@ -18,23 +18,46 @@ def load_onnx(path: Path, with_data: bool = True) -> Any:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"ONNX file {path} does not exist.")
-    try:
-        return onnx.load(str(path), load_external_data=with_data)
-    except Exception as exc:
+    if path.stat().st_size == 0:
         raise UsageError(
-            f"{path} is not a readable ONNX file (truncated or corrupt): {str(exc).splitlines()[0][:200]}",
+            f"ONNX file {path} is empty (0 bytes).", hint="Re-export the model or copy it again."
+        )
+    try:
+        model = onnx.load(str(path), load_external_data=with_data)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UsageError(
+            f"{path} is not a readable ONNX file (truncated or corrupt): {first}",
             hint="Re-export the model, or check that the file was copied completely.",
         ) from exc
+    if not model.ir_version and not model.graph.node and not model.opset_import:
+        # protobuf parses many short byte strings as an empty message
+        raise UsageError(
+            f"{path} is not an ONNX model (no IR version, opset or nodes: truncated, or another kind of file).",
+            hint="Re-export the model, or check that the file was copied completely.",
+        )
+    return model
 
 
-def check_onnx(path: Path) -> None:
-    """onnx.checker on a path (works for models with external data), with a readable failure."""
+def check_onnx(path: Path | Any, user_input: bool = False, name: str | None = None) -> None:
+    """onnx.checker on a path (works for models with external data) or a loaded model, with a readable failure.
+
+    `user_input`: the model came from the user (--model x.onnx), so a bad graph is a usage error (exit 2).
+    """
     onnx = require("onnx")
+    target = str(path) if isinstance(path, str | Path) else path
+    label = name or (Path(path).name if isinstance(path, str | Path) else "the model")
     try:
-        onnx.checker.check_model(str(path))
+        onnx.checker.check_model(target)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:400] if str(exc).strip() else type(exc).__name__
-        raise StageError(f"{Path(path).name} is not a valid ONNX graph: {first}") from exc
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        detail = " ".join(lines[:3])[:400] if lines else type(exc).__name__
+        message = f"{label} is not a valid ONNX graph: {detail}"
+        if user_input:
+            raise UsageError(
+                message, hint="Fix or re-export the model; `infercc inspect FILE` shows its graph."
+            ) from exc
+        raise StageError(message) from exc
 
 
 def save_onnx(model: Any, final: Path) -> None:

@@ -77,7 +77,7 @@ def parse_named_shapes(values: list[str], flag: str) -> dict[str | None, Shape]:
             name, dims = None, spec
         if name in result:
             raise UsageError(f"{flag} gives input {name or '(unnamed)'} twice.")
-        result[name] = parse_dims(dims, where=f"{flag} {spec!r}")
+        result[name] = parse_dims(dims, where=f"{flag} {name}" if name else flag)
     return result
 
 
@@ -109,18 +109,20 @@ class ShapeRange:
                 seen.append((label, shape))
         return seen
 
-    def validate(self, name: str) -> None:
+    def validate(self, name: str | None) -> None:
+        """Same rank, and min <= opt <= max on every axis. `name` None: the caller says which input."""
         ranks = {len(self.min), len(self.opt), len(self.max)}
         if len(ranks) != 1:
             raise UsageError(
-                f"Input {name}: min/opt/max shapes have different ranks "
+                f"{f'Input {name}: ' if name else ''}min/opt/max shapes have different ranks "
                 f"({format_dims(self.min)}, {format_dims(self.opt)}, {format_dims(self.max)}).",
                 hint="Give the same number of dimensions to --min-shape, --opt-shape and --max-shape.",
             )
         for axis, (lo, mid, hi) in enumerate(zip(self.min, self.opt, self.max, strict=True)):
             if not lo <= mid <= hi:
                 raise UsageError(
-                    f"Input {name}, dimension {axis}: needs min <= opt <= max, got {lo}, {mid}, {hi}.",
+                    f"{f'Input {name}, d' if name else 'D'}imension {axis}: needs min <= opt <= max, "
+                    f"got {lo}, {mid}, {hi}.",
                     hint="Check the order of --min-shape, --opt-shape and --max-shape.",
                 )
 

@@ -143,7 +143,12 @@ def _pipeline_command(goal_name: str) -> Any:
             )
         with RichEvents(console, quiet=quiet, verbose=verbose) as events:
             ctx, result = execute(
-                settings, Goal(goal_name), events, force=force, explicit_targets=target is not None
+                settings,
+                Goal(goal_name),
+                events,
+                force=force,
+                explicit_targets=target is not None,
+                after=lambda ctx, result: _write_reports(ctx, result.manifest, console),  # under the lock
             )
         _finish(console, ctx, result, json_out, quiet)
 
@@ -173,7 +178,6 @@ def _finish(console: Any, ctx: Any, result: Any, json_out: bool, quiet: bool) ->
         if s.name in {st for st in result.ran + result.cached}
         for f in s.metrics.get("failures", [])
     ]
-    _write_reports(ctx, manifest, console)
     if json_out:
         print_json(
             {

@@ -87,7 +87,9 @@ class RichEvents:
                 self.console.print(f"    [dim]{escape(note)}[/]")
 
     def warn(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/] {escape(message)}")
+        self.console.print(
+            f"[yellow]warning:[/] {escape(message)}", soft_wrap=True
+        )  # paths stay whole in CI logs
 
     def info(self, message: str) -> None:
         if self.verbose and not self.quiet:
@@ -112,7 +114,16 @@ def stage_brief(record: StageRecord) -> str:
 
 def summary_table(manifest: Manifest) -> Table:
     table = Table(title="Artifacts", title_justify="left", show_edge=False, pad_edge=False)
-    for col in ("artifact", "file", "size", "nodes", "vs reference", "stage time"):
+    # quantize stages put their accuracy against FP32 on the evaluation data in art.meta["accuracy"]
+    accuracy = any(
+        a.meta.get("accuracy") for s in manifest.stages.values() if s.status == "done" for a in s.outputs
+    )
+    columns = (
+        ("artifact", "file", "size", "nodes", "vs reference")
+        + (("vs fp32 (eval data)",) if accuracy else ())
+        + ("stage time",)
+    )
+    for col in columns:
         table.add_column(col, justify="right" if col in ("size", "nodes", "stage time") else "left")
     verify = manifest.stages.get("verify")
     worst = _worst_by_artifact(verify)
@@ -129,6 +140,7 @@ def summary_table(manifest: Manifest) -> Table:
                 human_size(art.size),
                 str(nodes or "-"),
                 worst.get(art.name, "-"),
+                *((art.meta.get("accuracy") or "-",) if accuracy else ()),
                 f"{stage.duration_s:.2f} s",
             )
     return table

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from infercc.config import CompileConfig, load_yaml, parse_config
+from infercc.config import CompileConfig, load_yaml_document, parse_config
 from infercc.errors import UsageError
 from infercc.pipeline.plan import UNNAMED
 from infercc.shapes import parse_named_shapes, split_specs
@@ -42,10 +42,13 @@ class Flags:
 
 
 def load_settings(config_path: Path | None, flags: Flags) -> CompileConfig:
+    positions, file_data = None, None
     if config_path is not None:
-        data = load_yaml(config_path)
+        data, positions = load_yaml_document(config_path)
         origin = str(config_path)
         _resolve_relative_paths(data, config_path.parent)
+        # a value still equal to the file's came from the file: its errors cite the file's line
+        file_data = copy.deepcopy(data)
     elif flags.model is None:
         from infercc.models.examples import EFFICIENTNET_LITE0_CONFIG
 
@@ -54,7 +57,7 @@ def load_settings(config_path: Path | None, flags: Flags) -> CompileConfig:
     else:
         data, origin = {}, "flags"
     _apply_flags(data, flags)
-    return parse_config(data, origin)
+    return parse_config(data, origin, positions=positions, file_data=file_data)
 
 
 def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import re
 import sys
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from pickle import UnpicklingError
 from typing import Any
 
 from infercc.config import ModelConfig
@@ -274,13 +276,13 @@ def _load_torch_file(path: Path | None, allow_pickle: bool, torch: Any) -> Any:
     assert path is not None
     try:
         return torch.jit.load(str(path), map_location="cpu")
-    except Exception as jit_error:
-        jit_reason = str(jit_error).splitlines()[0] if str(jit_error) else type(jit_error).__name__
+    except Exception:
+        pass  # not TorchScript: try torch.load below, whose error is the one worth showing
     obj = _torch_load(path, allow_pickle, torch, what="model file")
     if isinstance(obj, dict):
         raise UsageError(
             f"{path} holds a state dict, not a model.",
-            hint=f"Use --model file.py:factory --weights {path}. (TorchScript load said: {jit_reason})",
+            hint=f"Use --model file.py:factory --weights {path}.",
         )
     return obj
 
@@ -291,9 +293,23 @@ def _torch_load(path: Path, allow_pickle: bool, torch: Any, what: str) -> Any:
     except Exception as exc:
         text = str(exc)
         if not allow_pickle and ("Weights only load failed" in text or "weights_only" in text):
+            blocked = re.search(r"GLOBAL ([\w.]+)", text)
+            what_for = f" to rebuild {blocked.group(1)}" if blocked else ""
             raise UsageError(
-                f"{what} {path} needs full unpickling, which weights_only=True refuses (it can run arbitrary code).",
-                hint="If you trust the file, pass --allow-pickle; better, save a state dict (model.state_dict()).",
+                f"{what} {path} needs full unpickling{what_for}, which weights_only=True refuses "
+                "(unpickling can run arbitrary code from the file).",
+                hint="If you trust the file, pass --allow-pickle (model.allow_pickle: true); better, save a state "
+                "dict (torch.save(model.state_dict(), ...)) and load it with --weights.",
+            ) from exc
+        if (
+            "PytorchStreamReader" in text
+            or "zip archive" in text
+            or isinstance(exc, EOFError | UnpicklingError)
+        ):
+            first = text.split(". This is an internal", 1)[0].splitlines()[0] if text else type(exc).__name__
+            raise UsageError(
+                f"{what} {path} is truncated or corrupt: {first}",
+                hint="Copy or save the file again (torch.save), and check its size.",
             ) from exc
         hint = None
         if isinstance(exc, ModuleNotFoundError):
@@ -315,9 +331,35 @@ def _load_weights(model: Any, path: Path, allow_pickle: bool, torch: Any) -> Non
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        detail = "; ".join(lines[1:4])[:500] or lines[0]
+        detail = _state_dict_mismatch(model.state_dict(), state)
+        if not detail:
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            detail = "; ".join(lines[1:4])[:400] or (lines[0] if lines else type(exc).__name__)
         raise UsageError(
             f"Weights file {path} does not match the model: {detail}",
             hint="Check that the weights were saved from the same architecture and factory kwargs.",
         ) from exc
+
+
+def _state_dict_mismatch(expected: dict[str, Any], given: dict[str, Any]) -> str:
+    """Missing / unexpected keys and shape differences, a few of each, in one line."""
+
+    def some(keys: list[str]) -> str:
+        shown = ", ".join(keys[:4])
+        return shown + (f", ... ({len(keys) - 4} more)" if len(keys) > 4 else "")
+
+    missing = [k for k in expected if k not in given]
+    unexpected = [str(k) for k in given if k not in expected]
+    shapes = [
+        f"{k} is {'x'.join(map(str, given[k].shape))} in the file, {'x'.join(map(str, v.shape))} in the model"
+        for k, v in expected.items()
+        if k in given and hasattr(given[k], "shape") and tuple(given[k].shape) != tuple(v.shape)
+    ]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s): {some(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s): {some(unexpected)}")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatch(es): {some(shapes)}")
+    return "; ".join(parts)

@@ -90,6 +90,8 @@ def verify_outputs(folder: Path, record: StageRecord) -> str | None:
     """None if every output of a stage is present with its recorded hash, else why not."""
     for art in record.outputs:
         path = folder / art.path
+        if Path(art.path).is_absolute() or ".." in Path(art.path).parts:
+            return f"{art.path} is outside the output folder (edited manifest?)"
         if not path.is_file():
             return f"{art.path} is missing"
         if path.stat().st_size != art.size:

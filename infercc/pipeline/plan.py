@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -91,6 +92,8 @@ def resolve_inputs(
         shape_range = config.inputs[name].shape_range(name)
         if shape_range is None:
             shape_range = _range_from_graph(name, graph_dims.get(name))
+        elif name in graph_dims:
+            _check_against_graph(name, shape_range, graph_dims[name], source.spec)
         ranges[name] = shape_range
     return names, ranges, module
 
@@ -107,11 +110,36 @@ def _cached_names(out: Path, source_hash: str, declared: dict[str, InputSpec]) -
 
 
 def _onnx_inputs(path: Path) -> tuple[list[str], dict[str, list[Any]]]:
-    from infercc.onnxutil import io_dims, load_onnx
+    from infercc.onnxutil import check_onnx, io_dims, load_onnx
 
-    dims = io_dims(load_onnx(path, with_data=False))
+    model = load_onnx(path, with_data=False)
+    check_onnx(path, user_input=True, name=str(path))  # by path: external data is resolved beside the file
+    dims = io_dims(model)
     inputs = {n: d["dims"] for n, d in dims.items() if d["io"] == "input"}
     return list(inputs), inputs
+
+
+def _check_against_graph(name: str, shape_range: ShapeRange, dims: list[Any], spec: str) -> None:
+    """A declared shape must have the graph input's rank and keep its fixed dimensions."""
+    if not dims and not shape_range.opt:
+        return
+    graph = "x".join(str(d) if isinstance(d, int) and d > 0 else (str(d) if d else "?") for d in dims)
+    example = "x".join(str(d) if isinstance(d, int) and d > 0 else "1" for d in dims)
+    if len(dims) != len(shape_range.opt):
+        raise UsageError(
+            f"Input {name}: the shape {shape_range.describe()} has rank {len(shape_range.opt)}, "
+            f"but {spec} declares rank {len(dims)} ({graph}).",
+            hint=f"Give {len(dims)} dimensions, e.g. --shape {name}:{example}.",
+        )
+    for axis, fixed in enumerate(dims):
+        if isinstance(fixed, int) and fixed > 0:
+            lo, hi = shape_range.min[axis], shape_range.max[axis]
+            if lo != fixed or hi != fixed:
+                got = str(lo) if lo == hi else f"{lo}..{hi}"
+                raise UsageError(
+                    f"Input {name}, dimension {axis}: {spec} fixes it at {fixed}, but the shape gives {got}.",
+                    hint=f"Use {fixed} for that dimension ({graph}); only ?/named dimensions can vary.",
+                )
 
 
 def _range_from_graph(name: str, dims: list[Any] | None) -> ShapeRange:
@@ -150,16 +178,24 @@ def plan(ctx: RunContext, goal: Goal, explicit_targets: bool = False) -> list[St
         more, engines = build.stages_for(ctx.config, onnx_artifacts, explicit_targets or goal is Goal.build)
         stages += more
     if reaches(goal, Goal.verify) and goal is not Goal.build:
-        stages.append(VerifyStage(tuple(onnx_artifacts)))
+        stages.append(VerifyStage(tuple(onnx_artifacts + engines)))
     if reaches(goal, Goal.bench) and (goal is Goal.bench or ctx.config.bench.enabled):
         stages += bench.stages_for(ctx.config, onnx_artifacts + engines)
     return stages
 
 
 def execute(
-    config: CompileConfig, goal: Goal, events: Events, force: bool = False, explicit_targets: bool = False
+    config: CompileConfig,
+    goal: Goal,
+    events: Events,
+    force: bool = False,
+    explicit_targets: bool = False,
+    after: Callable[[RunContext, RunResult], None] | None = None,
 ) -> tuple[RunContext, RunResult]:
-    """Resolve, lock the output folder, run the stages, record input names for the next run."""
+    """Resolve, lock the output folder, run the stages, record input names for the next run.
+
+    `after` (e.g. writing the reports) runs while the lock is still held, so two runs never interleave.
+    """
     out = ensure_writable_dir(config.out)
     wait = config.lock_wait_s if config.lock.value == "wait" else 0.0
     with OutDirLock(out, wait=wait):
@@ -169,6 +205,8 @@ def execute(
         result.manifest.source["input_names"] = ctx.input_names
         result.manifest.source["shapes"] = {n: r.describe() for n, r in ctx.shape_ranges.items()}
         result.manifest.save(out)
+        if after is not None:
+            after(ctx, result)
     return ctx, result
 
 

@@ -8,7 +8,7 @@ import shutil
 from typing import Any, ClassVar
 
 from infercc.config import Simplifier, Tolerance
-from infercc.errors import StageError, VerificationFailed
+from infercc.errors import InferccError, StageError, VerificationFailed
 from infercc.fsutil import atomic_path
 from infercc.lazy import require
 from infercc.metrics import compare
@@ -83,7 +83,9 @@ def _simplify(model: Any, tool: Simplifier) -> Any:
                     "onnxsim could not validate the simplified model.", hint="Use simplify.tool: onnxslim."
                 )
             return simplified
-    except StageError:
+    except (
+        InferccError
+    ):  # e.g. MissingRuntimeError for an uninstalled simplifier: exit 3 with its install hint
         raise
     except Exception as exc:
         raise StageError(
