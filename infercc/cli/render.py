@@ -15,8 +15,12 @@ from infercc.pipeline.manifest import Manifest, StageRecord
 
 
 def make_console(json_mode: bool) -> Console:
-    """Human output: stdout normally, stderr when stdout carries JSON."""
-    return Console(stderr=json_mode, highlight=False, soft_wrap=False)
+    """Human output: stdout normally, stderr when stdout carries JSON. Logs (not a terminal) get 120
+    columns instead of rich's 80, so tables stay one line per row in CI output."""
+    console = Console(stderr=json_mode, highlight=False, soft_wrap=False)
+    if not console.is_terminal and console.width < 120:
+        console = Console(stderr=json_mode, highlight=False, soft_wrap=False, width=120)
+    return console
 
 
 def human_size(size: int | None) -> str:
@@ -113,36 +117,47 @@ def stage_brief(record: StageRecord) -> str:
 
 
 def summary_table(manifest: Manifest) -> Table:
+    """One row per artifact: size, nodes, how it compares with the reference, accuracy on the evaluation
+    data (precision artifacts), and its batch-1 latency with the speed-up over PyTorch eager."""
+    rows = [
+        (stage, art)
+        for stage in manifest.stages.values()
+        if stage.status == "done"
+        for art in stage.outputs
+        if art.kind in ("onnx", "engine")
+    ]
+    verify = _verify_by_artifact(manifest.stages.get("verify"))
+    latency = _latency_by_artifact(manifest.stages.get("bench"))
+    accuracy = any(art.meta.get("accuracy") for _, art in rows)
     table = Table(title="Artifacts", title_justify="left", show_edge=False, pad_edge=False)
-    # quantize stages put their accuracy against FP32 on the evaluation data in art.meta["accuracy"]
-    accuracy = any(
-        a.meta.get("accuracy") for s in manifest.stages.values() if s.status == "done" for a in s.outputs
-    )
-    columns = (
-        ("artifact", "file", "size", "nodes", "vs reference")
-        + (("vs fp32 (eval data)",) if accuracy else ())
-        + ("stage time",)
-    )
-    for col in columns:
-        table.add_column(col, justify="right" if col in ("size", "nodes", "stage time") else "left")
-    verify = manifest.stages.get("verify")
-    worst = _worst_by_artifact(verify)
-    for stage in manifest.stages.values():
-        if stage.status != "done":
-            continue
-        for art in stage.outputs:
-            if art.kind not in ("onnx", "engine"):
-                continue
-            nodes = art.meta.get("nodes") or _nodes(stage, art.name)
-            table.add_row(
-                art.name,
-                art.path,
-                human_size(art.size),
-                str(nodes or "-"),
-                worst.get(art.name, "-"),
-                *((art.meta.get("accuracy") or "-",) if accuracy else ()),
-                f"{stage.duration_s:.2f} s",
-            )
+    table.add_column("artifact")
+    table.add_column("size", justify="right")
+    table.add_column("nodes", justify="right")
+    table.add_column("verify (worst output)", no_wrap=True)
+    if accuracy:
+        table.add_column("vs FP32 on eval data", no_wrap=True)
+    if latency:
+        table.add_column("p50 (speed-up)", justify="right", no_wrap=True)
+    table.add_column("built in", justify="right")
+    for stage, art in rows:
+        cells = [art.name, human_size(art.size), str(art.meta.get("nodes") or _nodes(stage, art.name) or "-")]
+        cells.append(verify.get(art.name, "[dim]not verified[/]"))
+        if accuracy:
+            cells.append(escape(str(art.meta.get("accuracy") or "-")))
+        if latency:
+            cells.append(latency.get(art.name, "-"))
+        cells.append(f"{stage.duration_s:.1f} s")
+        table.add_row(*cells)
+    if latency.get("pytorch"):
+        table.add_row(
+            "pytorch (eager)",
+            "",
+            "",
+            "[dim]reference[/]",
+            *([""] if accuracy else []),
+            latency["pytorch"],
+            "",
+        )
     return table
 
 
@@ -154,25 +169,46 @@ def _nodes(stage: StageRecord, name: str) -> int | None:
     return None
 
 
-def _worst_by_artifact(verify: StageRecord | None) -> dict[str, str]:
+def _verify_by_artifact(verify: StageRecord | None) -> dict[str, str]:
+    """'ok cos 0.999998, top-1 100%' from the per-output figures over all input sets, worst runtime first."""
     if verify is None:
         return {}
-    shown: dict[str, str] = {}
+    shown: dict[str, tuple[bool, str]] = {}
     for result in verify.metrics.get("results", []):
-        cosines, errors, top1 = [], [], []
-        for point in result.get("points", {}).values():
-            for metrics in point.values():
-                cosines.append(metrics.get("cosine") or 0.0)
-                errors.append(metrics.get("max_abs") or 0.0)
-                if metrics.get("top1") is not None:
-                    top1.append(metrics["top1"])
-        if not cosines:
-            continue
-        text = f"max|Δ| {max(errors):.2g}, cos {min(cosines):.6f}"
+        outputs = result.get("outputs") or {}
+        cosines = [o["cosine"] for o in outputs.values() if o.get("cosine") is not None]
+        top1 = [o["top1"] for o in outputs.values() if o.get("top1") is not None]
+        failed = bool(result.get("failures"))
+        text = f"cos {min(cosines):.6f}" if cosines else ""
         if top1:
-            text += f", top-1 {min(top1):.1%}"
-        mark = "[green]ok[/]" if not result.get("failures") else "[red]FAIL[/]"
-        shown[result["artifact"]] = f"{mark} {text}"
+            text += f", top-1 {min(top1):.0%}"
+        if len({r["runtime"] for r in verify.metrics.get("results", [])}) > 1:
+            text += f" [dim]({result['runtime']})[/]"
+        previous = shown.get(result["artifact"])
+        if previous is None or (failed and not previous[0]):
+            shown[result["artifact"]] = (failed, text)
+    return {
+        name: ("[red]FAIL[/] " if failed else "[green]ok[/] ") + text
+        for name, (failed, text) in shown.items()
+    }
+
+
+def _latency_by_artifact(bench: StageRecord | None) -> dict[str, str]:
+    """'2.95 ms (20.6x)' at the smallest benched batch, on the first runtime each artifact ran on."""
+    if bench is None:
+        return {}
+    shown: dict[str, str] = {}
+    for result in bench.metrics.get("results", []):
+        batches = result.get("batches") or {}
+        if not batches or result["artifact"] in shown:
+            continue
+        figures = batches[min(batches, key=int)]
+        p50, speedup = figures.get("p50_ms"), figures.get("speedup")
+        if p50 is None:
+            continue
+        shown[result["artifact"]] = f"{p50:.2f} ms" + (
+            f" ({speedup:.1f}x)" if speedup and result["artifact"] != "pytorch" else ""
+        )
     return shown
 
 

@@ -54,6 +54,7 @@ class InputSet:
     label: str
     feeds: dict[str, np.ndarray]
     expected: dict[str, np.ndarray] | None = None
+    real: bool = False  # real data (evaluation split or --inputs files), not seeded random values
 
 
 @dataclass
@@ -128,7 +129,7 @@ def probe(name: str) -> tuple[type | None, str]:
 
 class VerifyStage:
     name = "verify"
-    version: ClassVar[str] = "2"
+    version: ClassVar[str] = "3"
     description = "Verify artifacts against the reference"
 
     def __init__(self, artifact_names: tuple[str, ...]) -> None:
@@ -141,6 +142,7 @@ class VerifyStage:
             "verify": cfg.verify.model_dump(mode="json"),
             "runtimes": candidate_runtimes(cfg.verify.runtimes),
             "evaluation": cfg.evaluation.model_dump(mode="json") if cfg.evaluation else None,
+            "calibration": cfg.calibration.model_dump(mode="json") if cfg.calibration else None,
             "threads": cfg.bench.threads,
         }
 
@@ -173,7 +175,9 @@ class VerifyStage:
                     continue
                 handled.add(name)
                 ctx.progress(self.name, len(results), None, f"{name} on {runtime_name}")
-                results.append(verify_one(ctx.config, ctx.path(art.path), art, runtime_name, sets, clock))
+                results.append(
+                    verify_one(ctx.config, ctx.path(art.path), art, runtime_name, sets_for(art, sets), clock)
+                )
         unverified = [
             {"artifact": n, "reason": "no available runtime runs it"}
             for n in self.artifact_names
@@ -212,6 +216,14 @@ def _brief(results: list[dict[str, Any]], skipped: list[dict[str, str]], failure
     return text
 
 
+def sets_for(art: ArtifactRecord, sets: list[InputSet]) -> list[InputSet]:
+    """INT8 artifacts are calibrated for real data: judge them on real data when there is some."""
+    real = [s for s in sets if s.real]
+    if artifact_precision(art) is Precision.int8 and real:
+        return real
+    return sets
+
+
 # --- inputs and reference ---------------------------------------------------------------------------
 
 
@@ -222,9 +234,6 @@ def input_sets(
     cfg = ctx.config.verify
     if cfg.inputs is not None:
         return f"files in {cfg.inputs}", _dataset_sets(ctx, "folder", cfg.inputs)
-    if ctx.config.evaluation is not None:
-        sets = _dataset_sets(ctx, None, None)
-        return f"evaluation data ({ctx.config.evaluation.model_dump(exclude_none=True, mode='json')})", sets
     from infercc.data.synthetic import synthetic_feed
     from infercc.stages.export import load_reference
 
@@ -235,7 +244,27 @@ def input_sets(
         sets.append(
             InputSet(f"opt#{i}", synthetic_feed(ctx.input_names, opt, ctx.config.inputs, seed=cfg.seed + i))
         )
+    real = _evaluation_sets(ctx)
+    if real:
+        return (
+            f"seeded random (seed {cfg.seed}) at the min/opt/max shapes, and {real[0][0]}",
+            sets + real[1],
+        )
     return f"seeded random (seed {cfg.seed}) within the declared ranges", sets
+
+
+def _evaluation_sets(ctx: RunContext) -> tuple[str, list[InputSet]] | None:
+    """The evaluation data of the precision stage (its own source, or the split held out of the calibration
+    data), when real data was given. INT8 artifacts are judged on it alone: random values say little there."""
+    cfg = ctx.config
+    if cfg.evaluation is None and (cfg.calibration is None or cfg.calibration.synthetic):
+        return None
+    from infercc.data.sources import ModelInputs, resolve_datasets
+
+    model_inputs = ModelInputs(list(ctx.input_names), dict(ctx.shape_ranges), dict(cfg.inputs))
+    _, evaluation = resolve_datasets(cfg.calibration, cfg.evaluation, model_inputs, seed=cfg.verify.seed)
+    sets = [InputSet(f"eval#{i}", feeds, real=True) for i, feeds in enumerate(evaluation.batches())]
+    return (evaluation.description, sets) if sets else None
 
 
 def _dataset_sets(ctx: RunContext, kind: str | None, folder: Any) -> list[InputSet]:
@@ -250,7 +279,7 @@ def _dataset_sets(ctx: RunContext, kind: str | None, folder: Any) -> list[InputS
         source = ctx.config.evaluation
         role = "evaluation"
     dataset = open_source(source, model_inputs, role)
-    sets = [InputSet(f"{role}#{i}", feeds) for i, feeds in enumerate(dataset.batches())]
+    sets = [InputSet(f"{role}#{i}", feeds, real=True) for i, feeds in enumerate(dataset.batches())]
     if not sets:
         from infercc.errors import UsageError
 
