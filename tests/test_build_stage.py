@@ -141,7 +141,9 @@ def test_build_options_change_the_key_and_reach_the_engine(
 
     code, _, err = _cli([*base, "--compute-capability", "9.0"], capsys)
     assert code == 2 and "cannot target compute capability 9.0" in err
-    code, _, err = _cli([*base, "--precision", "int8", "--int8-route", "calibrator"], capsys)
+    code, _, err = _cli(
+        [*base, "--precision", "int8", "--calib", "synthetic", "--int8-route", "calibrator"], capsys
+    )
     assert code == 2 and "no implicit INT8 calibration" in err and "int8-trt (model.int8.trt.onnx)" in err
 
 

@@ -210,10 +210,25 @@ def test_bad_calibration_data_exits_2(work, cli, tmp_path):
     assert result.code == 2 and "holds no .npy/.npz files" in result.err
 
 
-def test_synthetic_calibration_warns(work, cli):
+def test_synthetic_calibration_is_opt_in_and_warns(work, cli):
     out, _, _ = work
+    missing = cli("quantize", *SENSITIVE, "-o", out, "--precision", "int8")
+    assert (
+        missing.code == 2
+        and "INT8 needs calibration data" in missing.err
+        and "--calib synthetic" in missing.err
+    )
     result = cli(
-        "quantize", *SENSITIVE, "-o", out, "--precision", "int8", "--set", "quantize.fallback_max_steps=0"
+        "quantize",
+        *SENSITIVE,
+        "-o",
+        out,
+        "--precision",
+        "int8",
+        "--calib",
+        "synthetic",
+        "--set",
+        "quantize.fallback_max_steps=0",
     )
     assert result.code == 0, result.text
     assert "calibrating INT8 on synthetic data" in result.text

@@ -315,6 +315,17 @@ def example_sources(model_source: str) -> tuple[DataSource, DataSource] | None:
     )
 
 
+def effective_sources(config: Any) -> tuple[DataSource | None, DataSource | None]:
+    """The calibration and evaluation sources a run uses: the configured ones, or for the built-in example
+    model with none configured, its sample photos."""
+    calibration, evaluation = config.calibration, config.evaluation
+    if calibration is None and evaluation is None:
+        example = example_sources(config.model.source)
+        if example is not None:
+            return example
+    return calibration, evaluation
+
+
 def resolve_datasets(
     calibration: DataSource | None, evaluation: DataSource | None, inputs: ModelInputs, seed: int = 0
 ) -> tuple[Dataset, Dataset]:

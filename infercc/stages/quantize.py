@@ -16,7 +16,7 @@ import time
 from typing import Any, ClassVar
 
 from infercc.config import CompileConfig, Precision, Target
-from infercc.errors import StageError
+from infercc.errors import StageError, UsageError
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import NewArtifact, RunContext, Stage, StageOutput
 
@@ -37,6 +37,14 @@ def stages_for(config: CompileConfig) -> tuple[list[Stage], list[str]]:
         stages.append(Fp16Stage())
         produced.append("fp16")
     if Precision.int8 in config.precisions:
+        from infercc.data.sources import effective_sources
+
+        if effective_sources(config)[0] is None:
+            raise UsageError(
+                "INT8 needs calibration data, and none is configured (--calib / calibration:).",
+                hint="Pass --calib DIR (.npy/.npz files or images), --calib module:fn, or --calib synthetic "
+                "(seeded random values: a last resort that says little about accuracy).",
+            )
         stages += [CalibrateStage(), Int8Stage("onnxruntime")]
         produced.append("int8")
         if Target.tensorrt in config.targets:
@@ -56,15 +64,10 @@ def datasets(ctx: RunContext) -> tuple[Any, Any]:
     """(calibration, evaluation) datasets, resolved once per run."""
     state = _state(ctx)
     if "datasets" not in state:
-        from infercc.data.sources import ModelInputs, example_sources, resolve_datasets
+        from infercc.data.sources import ModelInputs, effective_sources, resolve_datasets
 
         inputs = ModelInputs(list(ctx.input_names), dict(ctx.shape_ranges), dict(ctx.config.inputs))
-        calibration, evaluation = ctx.config.calibration, ctx.config.evaluation
-        example = (
-            example_sources(ctx.config.model.source) if calibration is None and evaluation is None else None
-        )
-        if example is not None:  # the built-in example: its sample photos, not synthetic noise
-            calibration, evaluation = example
+        calibration, evaluation = effective_sources(ctx.config)
         state["datasets"] = resolve_datasets(calibration, evaluation, inputs, seed=ctx.config.verify.seed)
     return state["datasets"]
 

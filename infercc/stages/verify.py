@@ -256,13 +256,14 @@ def input_sets(
 def _evaluation_sets(ctx: RunContext) -> tuple[str, list[InputSet]] | None:
     """The evaluation data of the precision stage (its own source, or the split held out of the calibration
     data), when real data was given. INT8 artifacts are judged on it alone: random values say little there."""
-    cfg = ctx.config
-    if cfg.evaluation is None and (cfg.calibration is None or cfg.calibration.synthetic):
-        return None
-    from infercc.data.sources import ModelInputs, resolve_datasets
+    from infercc.data.sources import ModelInputs, effective_sources, resolve_datasets
 
+    cfg = ctx.config
+    calibration, evaluation_source = effective_sources(cfg)
+    if evaluation_source is None and (calibration is None or calibration.synthetic):
+        return None
     model_inputs = ModelInputs(list(ctx.input_names), dict(ctx.shape_ranges), dict(cfg.inputs))
-    _, evaluation = resolve_datasets(cfg.calibration, cfg.evaluation, model_inputs, seed=cfg.verify.seed)
+    _, evaluation = resolve_datasets(calibration, evaluation_source, model_inputs, seed=cfg.verify.seed)
     sets = [InputSet(f"eval#{i}", feeds, real=True) for i, feeds in enumerate(evaluation.batches())]
     return (evaluation.description, sets) if sets else None
 
