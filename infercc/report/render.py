@@ -29,6 +29,10 @@ def _size(n: Any) -> str:
     return str(n)
 
 
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _e(text: Any) -> str:
     return html.escape(str(text))
 
@@ -235,7 +239,12 @@ def _artifacts_html(report: dict[str, Any]) -> str:
         for a in report["artifacts"]
     ]
     stage_rows = [
-        [_e(s["name"]), _e(s["status"]), _f(s["duration_s"]), _e("; ".join(s["notes"])[:300])]
+        [
+            _e(s["name"]),
+            _e(s["status"]),
+            _f(s["duration_s"]),
+            "<br>".join(_e(_clip(n, 400)) for n in s["notes"]),
+        ]
         for s in report["stages"]
     ]
     return (

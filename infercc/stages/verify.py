@@ -129,7 +129,7 @@ def probe(name: str) -> tuple[type | None, str]:
 
 class VerifyStage:
     name = "verify"
-    version: ClassVar[str] = "3"
+    version: ClassVar[str] = "4"
     description = "Verify artifacts against the reference"
 
     def __init__(self, artifact_names: tuple[str, ...]) -> None:
@@ -247,7 +247,7 @@ def input_sets(
     real = _evaluation_sets(ctx)
     if real:
         return (
-            f"seeded random (seed {cfg.seed}) at the min/opt/max shapes, and {real[0][0]}",
+            f"seeded random (seed {cfg.seed}) at the min/opt/max shapes, and {real[0]}",
             sets + real[1],
         )
     return f"seeded random (seed {cfg.seed}) within the declared ranges", sets
