@@ -386,9 +386,10 @@ class Tolerance(Strict):
 def _default_tolerances() -> dict[Precision, Tolerance]:
     return {
         Precision.fp32: Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.99999),
-        # FP16 logits of magnitude ~10 carry rounding steps of ~0.01; judge the 99th percentile.
+        # An FP16 graph's outputs drift by ~0.5% over a deep network: logits of magnitude 10-20 land ~0.05
+        # off on real images (measured on EfficientNet-Lite0). Judge the 99th percentile; cosine is the guard.
         Precision.fp16: Tolerance(
-            atol=5e-2, rtol=2e-2, statistic=Statistic.quantile, quantile=0.99, min_cosine=0.999
+            atol=1e-1, rtol=5e-2, statistic=Statistic.quantile, quantile=0.99, min_cosine=0.999
         ),
         Precision.int8: Tolerance(min_cosine=0.98, min_top1=0.9),
     }

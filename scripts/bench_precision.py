@@ -47,6 +47,9 @@ def session(path: Path, threads: int, optimized: Path | None = None):
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    # Several sessions stay open and are timed in interleaved rounds: idle sessions' spinning worker threads
+    # would steal the cores from the one being timed, so workers sleep when idle.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3

@@ -164,6 +164,9 @@ def plan(ctx: RunContext, goal: Goal, explicit_targets: bool = False) -> list[St
     from infercc.stages.simplify import SimplifyStage
     from infercc.stages.verify import VerifyStage
 
+    if goal is Goal.build and Target.tensorrt not in ctx.config.targets:
+        # `infercc build` means TensorRT: the quantize stage must also write the TensorRT INT8 form
+        ctx.config.targets = [*ctx.config.targets, Target.tensorrt]
     stages: list[Stage] = [ImportOnnxStage() if ctx.source.is_onnx else ExportStage()]
     if goal is Goal.export:
         return stages

@@ -29,6 +29,10 @@ def _size(n: Any) -> str:
     return str(n)
 
 
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.1%}"
+
+
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -308,8 +312,8 @@ def _verify_html(verify: dict[str, Any] | None) -> str:
         )
         + (f"<p><b>Failures</b></p><ul>{fails}</ul>" if fails else "")
         + (f"<p>Skipped runtimes (not available here):</p><ul>{skipped}</ul>" if skipped else "")
-        + f"<p class=muted>verify: {_f(oh.get('total_s'))} s, of which {_f(oh.get('own_share'))} outside the "
-        "runtimes' own calls.</p>"
+        + f"<p class=muted>verify: {_f(oh.get('total_s'))} s: {_f(oh.get('runtime_s'))} s in the runtimes' own calls, "
+        f"{_f(oh.get('data_s'))} s reading input data, {_f(oh.get('own_s'))} s ({_pct(oh.get('own_share'))}) infercc's own work.</p>"
     )
 
 
