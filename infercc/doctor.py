@@ -125,5 +125,8 @@ def render(console: Console, info: dict[str, Any]) -> None:
         console.print(f"TensorRT flavour: {escape(str(flavour))}")
     if not info["tensorrt_flavours"]:
         console.print(
-            "TensorRT: not installed (pip install 'infercc[rtx]' for TensorRT-RTX, 'infercc[tensorrt]' for TensorRT 10/11)"
+            escape(
+                "TensorRT: not installed (pip install 'infercc[rtx]' for TensorRT-RTX, "
+                "'infercc[tensorrt]' for TensorRT 10/11)"
+            )
         )
