@@ -107,3 +107,61 @@ def time_loop(run_once: Any, sync: Any, iters: int, warmup: int) -> list[float]:
         sync()
         times.append(time.perf_counter() - start)
     return times
+
+
+def candidate_runtimes(wanted: list[str], kinds: tuple[str, ...] = ("onnx", "engine")) -> list[str]:
+    """The configured runtimes, or every registered runtime that runs ONNX files or engines."""
+    if wanted:
+        return list(wanted)
+    names = []
+    for name in REGISTRY:
+        try:
+            cls = runtime_class(name)
+        except Exception:  # an adapter that cannot even be imported is still listed (as skipped)
+            names.append(name)
+            continue
+        if set(cls.artifact_kinds) & set(kinds):
+            names.append(name)
+    return names
+
+
+def probe(name: str) -> tuple[type | None, str]:
+    """(runtime class, '') if it can run here, else (None or class, why not)."""
+    from infercc.errors import InferccError
+
+    try:
+        cls = runtime_class(name)
+    except InferccError:
+        raise
+    except Exception as exc:
+        return (
+            None,
+            f"adapter failed to import: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
+        )
+    try:
+        status = cls.status()
+    except Exception as exc:
+        return cls, f"status probe failed: {type(exc).__name__}: {exc}"
+    return (cls, "") if status.available else (cls, status.reason or "not available")
+
+
+def usable_runtimes(wanted: list[str], setting: str) -> tuple[list[tuple[str, type]], list[dict[str, str]]]:
+    """The runtimes a stage should use here, and those it skips with the reason. A runtime the user named
+    (`setting`, e.g. verify.runtimes) that cannot run here is an error (exit 3), not a skip."""
+    from infercc.errors import MissingRuntimeError
+
+    usable: list[tuple[str, type]] = []
+    skipped: list[dict[str, str]] = []
+    for name in candidate_runtimes(wanted):
+        cls, reason = probe(name)
+        if reason:
+            if wanted:
+                raise MissingRuntimeError(
+                    f"Runtime {name} is not available here: {reason}",
+                    hint=f"Drop it from {setting}, or install it (infercc doctor).",
+                )
+            skipped.append({"runtime": name, "reason": reason})
+            continue
+        assert cls is not None
+        usable.append((name, cls))
+    return usable, skipped

@@ -19,10 +19,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from infercc.config import BenchConfig, CompileConfig
-from infercc.errors import InferccError, MissingRuntimeError
+from infercc.errors import InferccError
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import RunContext, Stage, StageOutput
-from infercc.stages.verify import Clock, candidate_runtimes, opened, probe
+from infercc.runtimes.base import candidate_runtimes, probe, usable_runtimes
+from infercc.stages.verify import Clock, opened
 
 BASELINES = {"cpu": "pytorch-cpu", "cuda": "pytorch-cuda"}
 
@@ -316,20 +317,9 @@ class BenchStage:
     ) -> tuple[list[Subject], list[dict[str, str]]]:
         cfg = ctx.config.bench
         subjects: list[Subject] = []
-        skipped: list[dict[str, str]] = []
         devices: set[str] = set()
-        explicit = bool(cfg.runtimes)
-        for runtime_name in candidate_runtimes(cfg.runtimes):
-            cls, reason = probe(runtime_name)
-            if reason:
-                if explicit:
-                    raise MissingRuntimeError(
-                        f"Runtime {runtime_name} is not available here: {reason}",
-                        hint="Drop it from bench.runtimes, or install it (infercc doctor).",
-                    )
-                skipped.append({"runtime": runtime_name, "reason": reason})
-                continue
-            assert cls is not None
+        usable, skipped = usable_runtimes(cfg.runtimes, "bench.runtimes")
+        for runtime_name, cls in usable:
             options: dict[str, Any] = {"threads": cfg.threads}
             if runtime_name == "onnxruntime-cuda":
                 options["cuda_graph"] = cfg.cuda_graph

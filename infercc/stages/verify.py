@@ -18,11 +18,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from infercc.config import Precision, Reference, Tolerance, _default_tolerances
-from infercc.errors import InferccError, MissingRuntimeError
+from infercc.errors import InferccError
 from infercc.metrics import compare, split_tolerance, stack_rows
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import RunContext, StageOutput
-from infercc.runtimes.base import REGISTRY, get_runtime, runtime_class
+from infercc.runtimes.base import candidate_runtimes, get_runtime, usable_runtimes
 
 ARTIFACT_KINDS = ("onnx", "engine")
 SUMMARY_KEYS = ("max_abs", "max_rel", "mean_abs", "cosine", "snr_db", "nan", "inf", "top1", "top5")
@@ -104,40 +104,6 @@ def opened(clock: Clock, name: str, artifact: Any, **options: Any) -> Iterator[A
         clock.call(runtime.__exit__, None, None, None)
 
 
-def candidate_runtimes(wanted: list[str], kinds: tuple[str, ...] = ARTIFACT_KINDS) -> list[str]:
-    """The configured runtimes, or every registered runtime that runs ONNX files or engines."""
-    if wanted:
-        return list(wanted)
-    names = []
-    for name in REGISTRY:
-        try:
-            cls = runtime_class(name)
-        except Exception:  # an adapter that cannot even be imported is still listed (as skipped)
-            names.append(name)
-            continue
-        if set(cls.artifact_kinds) & set(kinds):
-            names.append(name)
-    return names
-
-
-def probe(name: str) -> tuple[type | None, str]:
-    """(runtime class, '') if it can run here, else (None or class, why not)."""
-    try:
-        cls = runtime_class(name)
-    except InferccError:
-        raise
-    except Exception as exc:
-        return (
-            None,
-            f"adapter failed to import: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
-        )
-    try:
-        status = cls.status()
-    except Exception as exc:
-        return cls, f"status probe failed: {type(exc).__name__}: {exc}"
-    return (cls, "") if status.available else (cls, status.reason or "not available")
-
-
 class VerifyStage:
     name = "verify"
     version: ClassVar[str] = "5"
@@ -166,20 +132,9 @@ class VerifyStage:
         source, sets = clock.load(input_sets, ctx, inputs, clock)
         reference_name = _attach_reference(ctx, inputs, sets, clock)
         results: list[dict[str, Any]] = []
-        skipped: list[dict[str, str]] = []
-        explicit = bool(cfg.runtimes)
         handled: set[str] = set()
-        for runtime_name in candidate_runtimes(cfg.runtimes):
-            cls, reason = probe(runtime_name)
-            if reason:
-                if explicit:
-                    raise MissingRuntimeError(
-                        f"Runtime {runtime_name} is not available here: {reason}",
-                        hint="Drop it from verify.runtimes, or install it (infercc doctor).",
-                    )
-                skipped.append({"runtime": runtime_name, "reason": reason})
-                continue
-            assert cls is not None
+        usable, skipped = usable_runtimes(cfg.runtimes, "verify.runtimes")
+        for runtime_name, cls in usable:
             for name in self.artifact_names:
                 art = inputs[name]
                 if art.kind not in cls.artifact_kinds:
