@@ -141,7 +141,8 @@ def summary_table(manifest: Manifest) -> Table:
     table.add_column("built in", justify="right")
     for stage, art in rows:
         cells = [art.name, human_size(art.size), str(art.meta.get("nodes") or _nodes(stage, art.name) or "-")]
-        cells.append(verify.get(art.name, "[dim]not verified[/]"))
+        ran = "verify" in manifest.stages
+        cells.append(verify.get(art.name, "[dim]no runtime here[/]" if ran else "[dim]-[/]"))
         if accuracy:
             cells.append(escape(str(art.meta.get("accuracy") or "-")))
         if latency:
