@@ -267,9 +267,10 @@ def split_tolerance(tol: Tolerance) -> tuple[Tolerance, Tolerance]:
 
 
 def stack_rows(arrays: list[np.ndarray]) -> np.ndarray:
-    """Concatenate outputs of several input sets (rows along the last axis for logits, else flattened)."""
+    """Concatenate outputs of several input sets: rows of (N, C) logits stay rows; anything else is
+    flattened (so a (N, T, H) hidden state is not mistaken for logits)."""
     if not arrays:
         return np.zeros((0,))
-    if all(a.ndim >= 2 for a in arrays) and len({a.shape[-1] for a in arrays}) == 1:
+    if all(a.ndim == 2 for a in arrays) and len({a.shape[-1] for a in arrays}) == 1:
         return np.concatenate([a.reshape(-1, a.shape[-1]) for a in arrays], axis=0)
     return np.concatenate([a.ravel() for a in arrays])

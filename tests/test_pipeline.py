@@ -253,3 +253,19 @@ def test_baked_sequence_length_is_reported_not_verified(cli, tmp_path):
     assert (tmp_path / "model.rejected.onnx").is_file() and not (tmp_path / "model.onnx").exists()
     stage = manifest(tmp_path)["stages"]["export"]
     assert stage["status"] == "failed"
+
+
+def test_optional_forward_inputs_are_used_when_declared(cli, tmp_path):
+    spec = zoo("optional.py:optional_inputs")
+    plain = cli(
+        "export", "-m", spec, "--shape", "x:2x6", "--exporter", "torchscript", "-o", tmp_path / "a", "--json"
+    )
+    assert plain.code == 0, plain.err
+    assert manifest(tmp_path / "a")["source"]["input_names"] == ["x"]
+    masked = cli(
+        "export", "-m", spec, "--shape", "x:2x6,mask:2x4", "--exporter", "torchscript", "-o", tmp_path / "b"
+    )
+    assert masked.code == 0, masked.err
+    assert manifest(tmp_path / "b")["source"]["input_names"] == ["x", "mask"]
+    gap = cli("export", "-m", spec, "--shape", "x:2x6,scale:[]", "-o", tmp_path / "c")
+    assert gap.code == 2 and "comes after mask" in gap.err

@@ -46,20 +46,36 @@ def _collect(value: Any, prefix: str, out: list[tuple[str, Any]]) -> None:
         )
 
 
-def forward_input_names(module: Any) -> list[str]:
-    """Input names from forward()'s signature: the parameters without defaults, in order."""
+def forward_input_names(module: Any, declared: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Input names from forward()'s signature: the parameters without defaults, plus the optional ones the
+    user declared a shape for, in signature order. Inputs are passed positionally, so a declared optional
+    parameter needs every parameter before it declared too."""
+    params = _forward_parameters(module)
+    wanted = [name for name, required in params if required or name in declared]
+    skipped_before = [name for name, _ in params[: len(wanted)] if name not in wanted]
+    if wanted and skipped_before:
+        from infercc.errors import UsageError
+
+        last = wanted[-1]
+        raise UsageError(
+            f"Input {last} comes after {', '.join(skipped_before)} in forward(); inputs are passed by position.",
+            hint=f"Declare a shape for {', '.join(skipped_before)} too, or wrap the model so {last} comes earlier.",
+        )
+    return wanted
+
+
+def _forward_parameters(module: Any) -> list[tuple[str, bool]]:
+    """(name, required) of forward()'s parameters, in order, without *args/**kwargs."""
     forward = getattr(module, "forward", None)
     schema = getattr(forward, "schema", None)
     if schema is not None:  # TorchScript
-        return [a.name for a in schema.arguments[1:] if not a.has_default_value()]
+        return [(a.name, not a.has_default_value()) for a in schema.arguments[1:]]
     try:
         sig = inspect.signature(forward)
     except (TypeError, ValueError):
         return []
-    names = []
-    for param in sig.parameters.values():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
-        if param.default is inspect.Parameter.empty:
-            names.append(param.name)
-    return names
+    return [
+        (p.name, p.default is inspect.Parameter.empty)
+        for p in sig.parameters.values()
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]

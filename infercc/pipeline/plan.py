@@ -71,7 +71,7 @@ def resolve_inputs(
             from infercc.models.sources import load_module
 
             module = load_module(source, config.model)
-            names = forward_input_names(module) or [n for n in declared if n != UNNAMED]
+            names = forward_input_names(module, set(declared)) or [n for n in declared if n != UNNAMED]
     if UNNAMED in declared:
         if len(names) != 1:
             raise UsageError(

@@ -187,11 +187,18 @@ def _export_failure(attempts: list[str], ctx: RunContext) -> InferccError:
     parity_failed = any(" exporter failed:" not in a for a in attempts)
     lines = "\n  ".join(attempts)
     if parity_failed:
+        kept = f"The graph is kept as {ctx.path(REJECTED_FILE)} for inspection. "
+        if any("dimension" in a or "reshaped" in a for a in attempts):
+            why = (
+                "A dimension fixed at trace time usually comes from shape-dependent Python code (e.g. "
+                "nn.MultiheadAttention, x.shape[1] in a reshape); make it dynamic in the model, or declare that "
+                "dimension static."
+            )
+        else:
+            why = "Compare the graph's inputs and outputs with the model's (infercc inspect FILE), or try --exporter."
         return VerificationFailed(
             f"The exported ONNX does not match PyTorch on the declared shape ranges:\n  {lines}",
-            hint=f"The graph is kept as {ctx.path(REJECTED_FILE)} for inspection. A dimension fixed at trace time "
-            "usually comes from shape-dependent Python code (e.g. nn.MultiheadAttention, x.shape[1] in a reshape); "
-            "make it dynamic in the model, or declare that dimension static.",
+            hint=kept + why,
         )
     return StageError(
         f"Every exporter failed:\n  {lines}",
@@ -301,7 +308,7 @@ def _export(
                 if ctx.shape_ranges[name].dynamic_axes
             }
             torch.onnx.export(
-                module,
+                _positional(torch, module),
                 args,
                 str(path),
                 dynamo=False,
@@ -312,6 +319,23 @@ def _export(
                 do_constant_folding=True,
             )
     _rename_outputs(path, output_names)
+
+
+def _positional(torch: Any, module: Any) -> Any:
+    """The TorchScript exporter turns forward() parameters that keep their defaults (e.g. `scale: float = 1.0`)
+    into extra graph inputs; tracing through a wrapper that takes only the declared inputs bakes the defaults in."""
+
+    class Positional(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *inputs: Any) -> Any:
+            return self.inner(*inputs)
+
+    if isinstance(module, torch.jit.ScriptModule):
+        return module
+    return Positional(module).eval()
 
 
 def _rename_outputs(path: Path, output_names: list[str]) -> None:
@@ -381,6 +405,7 @@ def _parity(
                         f"at the {point.label} shapes ({describe_point(point)}) output {out_name}: {failure}"
                     )
             result.per_point[point.label] = {"shapes": describe_point(point), "outputs": per_output}
+    result.problems = [text.replace(path.name, ONNX_FILE) for text in result.problems]  # not the temp name
     result.ok = not result.problems
     return result
 

@@ -106,7 +106,7 @@ def opened(clock: Clock, name: str, artifact: Any, **options: Any) -> Iterator[A
 
 class VerifyStage:
     name = "verify"
-    version: ClassVar[str] = "5"
+    version: ClassVar[str] = "6"
     description = "Verify artifacts against the reference"
 
     def __init__(self, artifact_names: tuple[str, ...]) -> None:
