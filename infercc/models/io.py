@@ -64,6 +64,10 @@ def forward_input_names(module: Any, declared: set[str] | frozenset[str] = froze
     return wanted
 
 
+def forward_parameter_count(module: Any) -> int:
+    return len(_forward_parameters(module))
+
+
 def _forward_parameters(module: Any) -> list[tuple[str, bool]]:
     """(name, required) of forward()'s parameters, in order, without *args/**kwargs."""
     forward = getattr(module, "forward", None)

@@ -308,7 +308,7 @@ def _export(
                 if ctx.shape_ranges[name].dynamic_axes
             }
             torch.onnx.export(
-                _positional(torch, module),
+                _positional(torch, module, len(ctx.input_names)),
                 args,
                 str(path),
                 dynamo=False,
@@ -321,7 +321,7 @@ def _export(
     _rename_outputs(path, output_names)
 
 
-def _positional(torch: Any, module: Any) -> Any:
+def _positional(torch: Any, module: Any, count: int) -> Any:
     """The TorchScript exporter turns forward() parameters that keep their defaults (e.g. `scale: float = 1.0`)
     into extra graph inputs; tracing through a wrapper that takes only the declared inputs bakes the defaults in."""
 
@@ -333,8 +333,10 @@ def _positional(torch: Any, module: Any) -> Any:
         def forward(self, *inputs: Any) -> Any:
             return self.inner(*inputs)
 
-    if isinstance(module, torch.jit.ScriptModule):
-        return module
+    from infercc.models.io import forward_parameter_count
+
+    if isinstance(module, torch.jit.ScriptModule) or forward_parameter_count(module) <= count:
+        return module  # nothing to bake in: keep the model's own weight and node names
     return Positional(module).eval()
 
 

@@ -8,6 +8,7 @@ StageError / UsageError with the failing node's name, op type and inputs, the re
 from __future__ import annotations
 
 import re
+from collections import deque
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,21 +26,24 @@ def capture_logger(trt: Any) -> Any:
     class CaptureLogger(trt.ILogger):  # type: ignore[name-defined, misc]
         def __init__(self) -> None:
             trt.ILogger.__init__(self)  # required by the bindings
-            self.records: list[tuple[str, str]] = []
+            # (sequence number, severity, message); numbered so that a mark stays valid when old lines go
+            self.records: deque[tuple[int, str, str]] = deque(maxlen=4000)
+            self.count = 0
 
         def log(self, severity: Any, msg: str) -> None:
-            self.records.append((getattr(severity, "name", str(severity)), msg))
-            if len(self.records) > 5000:
-                del self.records[:1000]
+            self.records.append((self.count, getattr(severity, "name", str(severity)), msg))
+            self.count += 1
 
         def mark(self) -> int:
-            return len(self.records)
+            return self.count
 
         def since(self, mark: int, keep_noise: bool = False) -> list[str]:
             return [
                 m
-                for s, m in self.records[mark:]
-                if s in ("ERROR", "INTERNAL_ERROR") and (keep_noise or not any(n in m for n in NOISE))
+                for n, s, m in list(self.records)
+                if n >= mark
+                and s in ("ERROR", "INTERNAL_ERROR")
+                and (keep_noise or not any(x in m for x in NOISE))
             ]
 
     return CaptureLogger()
