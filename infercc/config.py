@@ -570,6 +570,7 @@ def load_yaml_document(path: Path) -> tuple[dict[str, Any], YamlPositions]:
             f"Config file {path} is not UTF-8 text (byte {exc.start}).", hint="Save it as a UTF-8 YAML file."
         ) from None
     try:
+        _check_aliases(text, path)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -592,6 +593,36 @@ def load_yaml_document(path: Path) -> tuple[dict[str, Any], YamlPositions]:
     if not isinstance(data, dict):
         raise UsageError(f"Config file {path} must hold a mapping of settings, not a {type(data).__name__}.")
     return data, _yaml_positions(text)
+
+
+MAX_YAML_NODES = 100_000
+
+
+def _check_aliases(text: str, path: Path) -> None:
+    """Refuse alias bombs ('billion laughs'): a few shared anchors are normal in a config, a document that
+    expands to millions of values is not. Sizes are counted on the composed graph, memoised per node, so the
+    check is linear in the text however much the aliases would expand."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    sizes: dict[int, int] = {}
+
+    def expanded(node: Any) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if isinstance(node, yaml.MappingNode):
+            total = 1 + sum(expanded(k) + expanded(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(expanded(item) for item in node.value)
+        else:
+            total = 1
+        sizes[id(node)] = total
+        return total
+
+    if root is not None and expanded(root) > MAX_YAML_NODES:
+        raise UsageError(
+            f"{path}: the YAML expands to {expanded(root):,} values through its aliases (*name); a config may "
+            f"hold at most {MAX_YAML_NODES:,}.",
+            hint="Write the values out, or use fewer nested anchors.",
+        )
 
 
 def _yaml_positions(text: str) -> YamlPositions:

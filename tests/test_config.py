@@ -71,3 +71,13 @@ def test_starter_and_example_configs_validate():
 def test_config_reference_is_up_to_date():
     doc = (ROOT / "docs" / "config.md").read_text()
     assert doc == markdown_reference(), "docs/config.md is stale: run `make docs`"
+
+
+def test_yaml_alias_bomb_is_refused_quickly(tmp_path):
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UsageError, match=r"expands to [\d,]{11} values through its aliases"):
+        load_yaml(path)
