@@ -502,7 +502,7 @@ class ImportOnnxStage:
             for p in points
         }
         references = {}
-        with OrtCPU(ctx.path(ONNX_FILE)) as runtime:
+        with OrtCPU(source) as runtime:  # errors then name the user's file, not our copy
             for point in points:
                 references[point.label] = runtime.infer(feeds[point.label])
         _save_reference(ctx.path(REFERENCE_FILE), feeds, references)
