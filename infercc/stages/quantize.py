@@ -550,11 +550,6 @@ def _score(figures: dict[str, Any], fallback: list[str]) -> tuple[float, float, 
 
 
 def _fig(figures: dict[str, Any]) -> str:
-    parts = []
-    if figures.get("top1") is not None:
-        parts.append(f"top-1 {figures['top1']:.2%}")
-    if figures.get("cosine") is not None:
-        parts.append(f"cos {figures['cosine']:.5f}")
-    if figures.get("non_finite"):
-        parts.append(f"{figures['non_finite']} NaN/Inf")
-    return ", ".join(parts)
+    from infercc.quantization.accuracy import brief
+
+    return brief(figures, precise=True)
