@@ -68,5 +68,18 @@ def zoo(spec: str) -> str:
     return str(ZOO / spec)
 
 
+# the zoo's small CNN with a dynamic batch of 1..4
+CNN_SHAPES = [
+    "-m",
+    zoo("cnn.py:small_cnn"),
+    "--min-shape",
+    "x:1x3x32x32",
+    "--opt-shape",
+    "x:2x3x32x32",
+    "--max-shape",
+    "x:4x3x32x32",
+]
+
+
 def manifest(out: Path) -> dict[str, Any]:
     return json.loads((out / "manifest.json").read_text())

@@ -2,20 +2,13 @@
 
 import json
 
-from tests.conftest import zoo
+from tests.conftest import CNN_SHAPES
 
 
 def test_build_command_builds_int8_engine_without_target_flag(cli, tmp_path):
     result = cli(
         "build",
-        "-m",
-        zoo("cnn.py:small_cnn"),
-        "--min-shape",
-        "x:1x3x32x32",
-        "--opt-shape",
-        "x:2x3x32x32",
-        "--max-shape",
-        "x:4x3x32x32",
+        *CNN_SHAPES,
         "--precision",
         "int8",
         "--calib",

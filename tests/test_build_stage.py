@@ -6,46 +6,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar
 
 import pytest
 
 from infercc.config import CompileConfig, Flavour, Precision
 from infercc.errors import MissingRuntimeError, UsageError
-from infercc.pipeline.stage import NewArtifact, StageOutput
 from infercc.stages import build as build_stage
 from infercc.tensorrt import flavours
-from tests.test_tensorrt import make_cnn, make_fp16, make_qdq
+from tests.test_tensorrt import make_cnn
 
 RTX = flavours.select_flavour(Flavour.tensorrt_rtx)
 needs_rtx = pytest.mark.skipif(RTX is None, reason="TensorRT-RTX is not installed")
 SHAPES = ["--min-shape", "x:1x3x8x8", "--opt-shape", "x:2x3x8x8", "--max-shape", "x:4x3x8x8"]
-
-
-class StandInQuantize:
-    """Produces the fp16 and int8-trt artifacts the way the precision work will (for these tests only)."""
-
-    name = "quantize-standin"
-    version: ClassVar[str] = "1"
-    description = "FP16 + INT8 Q/DQ (test stand-in)"
-    needs = ("fp32",)
-
-    def settings(self, ctx: Any) -> dict[str, Any]:
-        return {}
-
-    def tools(self) -> tuple[str, ...]:
-        return ()
-
-    def run(self, ctx: Any, inputs: dict[str, Any]) -> StageOutput:
-        src = ctx.path(inputs["fp32"].path)
-        make_fp16(src, ctx.path("model.fp16.onnx"))
-        make_qdq(src, ctx.path("model.int8.trt.onnx"))
-        return StageOutput(
-            artifacts=[
-                NewArtifact("fp16", "model.fp16.onnx", "onnx", Precision.fp16),
-                NewArtifact("int8-trt", "model.int8.trt.onnx", "onnx", Precision.int8, "tensorrt"),
-            ]
-        )
 
 
 def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -58,12 +30,8 @@ def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
 
 
 @needs_rtx
-def test_compile_three_engines_inspect_and_rerun(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from infercc.stages import quantize
-
-    monkeypatch.setattr(quantize, "stages_for", lambda config: ([StandInQuantize()], ["fp16", "int8-trt"]))
+def test_compile_three_engines_inspect_and_rerun(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real quantize stage makes fp16 and int8-trt; the build stages turn them into engines."""
     model = make_cnn(tmp_path / "cnn.onnx")
     out = tmp_path / "out"
     args = [
@@ -75,6 +43,8 @@ def test_compile_three_engines_inspect_and_rerun(
         "tensorrt",
         "--precision",
         "fp32,fp16,int8",
+        "--calib",
+        "synthetic",
         "--out",
         str(out),
         "--no-bench",

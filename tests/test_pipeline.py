@@ -6,17 +6,23 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.conftest import manifest, zoo
+from tests.conftest import CNN_SHAPES, manifest, zoo
 
-CNN = [
-    "-m",
-    zoo("cnn.py:small_cnn"),
+# token inputs with a dynamic batch and sequence length (the zoo's transformer encoders)
+TOKENS = [
     "--min-shape",
-    "x:1x3x32x32",
+    "input_ids:1x4,attention_mask:1x4",
     "--opt-shape",
-    "x:2x3x32x32",
+    "input_ids:2x16,attention_mask:2x16",
     "--max-shape",
-    "x:4x3x32x32",
+    "input_ids:4x48,attention_mask:4x48",
+    "--dtype",
+    "input_ids:int64,attention_mask:int64",
+    "--val-range",
+    "input_ids:[0,100]",
+]
+CNN = [
+    *CNN_SHAPES,
     "--exporter",
     "torchscript",
     "--no-bench",
@@ -132,16 +138,7 @@ def test_transformer_with_dynamic_sequence_checks_every_shape(cli, tmp_path):
         "compile",
         "-m",
         zoo("transformer.py:tiny_encoder"),
-        "--min-shape",
-        "input_ids:1x4,attention_mask:1x4",
-        "--opt-shape",
-        "input_ids:2x16,attention_mask:2x16",
-        "--max-shape",
-        "input_ids:4x48,attention_mask:4x48",
-        "--dtype",
-        "input_ids:int64,attention_mask:int64",
-        "--val-range",
-        "input_ids:[0,100]",
+        *TOKENS,
         "--exporter",
         "torchscript",
         "--no-bench",
@@ -231,16 +228,7 @@ def test_baked_sequence_length_is_reported_not_verified(cli, tmp_path):
         "export",
         "-m",
         zoo("transformer.py:mha_attention"),
-        "--min-shape",
-        "input_ids:1x4,attention_mask:1x4",
-        "--opt-shape",
-        "input_ids:2x16,attention_mask:2x16",
-        "--max-shape",
-        "input_ids:4x48,attention_mask:4x48",
-        "--dtype",
-        "input_ids:int64,attention_mask:int64",
-        "--val-range",
-        "input_ids:[0,100]",
+        *TOKENS,
         "--exporter",
         "torchscript",
         "-o",

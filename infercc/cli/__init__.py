@@ -172,12 +172,7 @@ def _finish(console: Any, ctx: Any, result: Any, json_out: bool, quiet: bool) ->
     from infercc.errors import VerificationFailed
 
     manifest = result.manifest
-    failures = [
-        f
-        for s in manifest.stages.values()
-        if s.name in {st for st in result.ran + result.cached}
-        for f in s.metrics.get("failures", [])
-    ]
+    failures = result.failures
     if json_out:
         print_json(
             {

@@ -130,7 +130,7 @@ CalibOpt = Annotated[
     str | None,
     typer.Option(
         "--calib",
-        help="Calibration data: a folder of .npy/.npz or images, module:fn, or 'synthetic'.",
+        help="Calibration data, required for int8: a folder of .npy/.npz or images, module:fn, or 'synthetic' (a last resort).",
         rich_help_panel=PRECISION,
     ),
 ]

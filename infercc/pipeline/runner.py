@@ -35,6 +35,15 @@ class RunResult:
     def records(self) -> list[StageRecord]:
         return list(self.manifest.stages.values())
 
+    @property
+    def failures(self) -> list[str]:
+        """Verification failures of the stages this run used (ran or found up to date): a non-empty list
+        means exit 1. Records of stages outside this run (another goal's) do not count."""
+        used = set(self.ran) | set(self.cached)
+        return [
+            f for s in self.manifest.stages.values() if s.name in used for f in s.metrics.get("failures", [])
+        ]
+
 
 def stage_key(stage: Stage, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> str:
     """Full sha256 over the stage's identity, settings, input artifacts and tool versions."""
