@@ -11,7 +11,7 @@ setup:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,rtx,examples]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,rtx,examples,cluster]"
 	$(BIN)/infercc --version
 
 test:

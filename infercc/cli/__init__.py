@@ -73,6 +73,7 @@ def _pipeline_command(goal_name: str) -> Any:
         calib: opt.CalibOpt = None,
         target: opt.TargetOpt = None,
         lock_wait: opt.LockWaitOpt = None,
+        cache: opt.CacheOpt = None,
         set_: opt.SetOpt = None,
         calib_method: opt.CalibMethodOpt = None,
         eval_: opt.EvalOpt = None,
@@ -94,6 +95,7 @@ def _pipeline_command(goal_name: str) -> Any:
         verbose: opt.VerboseOpt = 0,
         quiet: opt.QuietOpt = False,
     ) -> None:
+        from infercc.pipeline.cache import open_cache
         from infercc.pipeline.plan import Goal, execute
 
         flags = Flags(
@@ -141,6 +143,7 @@ def _pipeline_command(goal_name: str) -> Any:
             console.print(
                 "[yellow]warning:[/] --allow-pickle: model files are fully unpickled, which runs any code in them."
             )
+        store = open_cache(cache) if cache else None
         with RichEvents(console, quiet=quiet, verbose=verbose) as events:
             ctx, result = execute(
                 settings,
@@ -149,6 +152,7 @@ def _pipeline_command(goal_name: str) -> Any:
                 force=force,
                 explicit_targets=target is not None,
                 after=lambda ctx, result: _write_reports(ctx, result.manifest, console),  # under the lock
+                cache=store,
             )
         _finish(console, ctx, result, json_out, quiet)
 
@@ -181,6 +185,8 @@ def _finish(console: Any, ctx: Any, result: Any, json_out: bool, quiet: bool) ->
                 "ran": result.ran,
                 "cached": result.cached,
                 "skipped": result.skipped,
+                "restored": result.restored,
+                "cache": manifest.cache.counts() if manifest.cache else None,
                 "failures": failures,
                 "manifest": manifest.model_dump(mode="json", by_alias=True),
             }
@@ -188,9 +194,16 @@ def _finish(console: Any, ctx: Any, result: Any, json_out: bool, quiet: bool) ->
     elif not quiet:
         console.print()
         console.print(summary_table(manifest))
+        restored = f", {len(result.restored)} from the cache" if manifest.cache else ""
         console.print(
-            f"\n[bold]{len(result.ran)}[/] stage(s) ran, {len(result.cached)} up to date. Artifacts in [bold]{escape(str(ctx.out))}[/]"
+            f"\n[bold]{len(result.ran)}[/] stage(s) ran, {len(result.cached)} up to date{restored}. Artifacts in [bold]{escape(str(ctx.out))}[/]"
         )
+        if manifest.cache:
+            c = manifest.cache.counts()
+            console.print(
+                f"cache {escape(manifest.cache.url)}: {c['hits']} hit(s), {c['misses']} miss(es)"
+                + (f", {c['refused']} refused (sha256 mismatch, rebuilt)" if c["refused"] else "")
+            )
     if failures:
         raise VerificationFailed(
             f"{len(failures)} verification failure(s):\n  " + "\n  ".join(failures[:20]),

@@ -265,3 +265,13 @@ BatchSizesOpt = Annotated[
 NoBenchOpt = Annotated[
     bool, typer.Option("--no-bench", help="Skip the bench stage in compile.", rich_help_panel=BENCH)
 ]
+CacheOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cache",
+        envvar="INFERCC_CACHE",
+        help="Shared stage cache, an fsspec URL (file:///path, s3://bucket/prefix, gs://bucket/prefix): stages "
+        "whose key matches are downloaded instead of rebuilt (sha256-checked). Default: no cache.",
+        rich_help_panel=PIPELINE,
+    ),
+]

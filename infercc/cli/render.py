@@ -90,6 +90,13 @@ class RichEvents:
             for note in record.notes:
                 self.console.print(f"    [dim]{escape(note)}[/]")
 
+    def stage_restored(self, record: StageRecord) -> None:
+        if self.quiet:
+            return
+        self.console.print(
+            f"[cyan]↓[/] {record.name:<14} from the cache (ran {record.duration_s:.2f} s where it was built)"
+        )
+
     def warn(self, message: str) -> None:
         self.console.print(
             f"[yellow]warning:[/] {escape(message)}", soft_wrap=True

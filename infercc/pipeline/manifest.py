@@ -45,6 +45,20 @@ class StageRecord(BaseModel):
     error: str | None = None
 
 
+class CacheSummary(BaseModel):
+    """What the shared cache (--cache URL) did in the last run: stage names per outcome."""
+
+    url: str
+    hits: list[str] = Field(default_factory=list)  # restored from the cache instead of run
+    misses: list[str] = Field(default_factory=list)  # looked up and not usable (absent, refused, unreachable)
+    refused: list[str] = Field(default_factory=list)  # an entry failed its sha256 check and was rebuilt
+    stored: list[str] = Field(default_factory=list)  # uploaded after running
+    errors: list[str] = Field(default_factory=list)  # the cache could not be read or written
+
+    def counts(self) -> dict[str, int]:
+        return {"hits": len(self.hits), "misses": len(self.misses), "refused": len(self.refused)}
+
+
 class Manifest(BaseModel):
     schema_: str = Field(SCHEMA, alias="schema")
     infercc_version: str = __version__
@@ -54,6 +68,7 @@ class Manifest(BaseModel):
     source: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str | None] = Field(default_factory=dict)
     stages: dict[str, StageRecord] = Field(default_factory=dict)
+    cache: CacheSummary | None = None  # the last run's use of --cache (None: no cache)
 
     model_config = {"populate_by_name": True}
 

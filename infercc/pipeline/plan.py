@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infercc.config import CompileConfig, InputSpec, Target
 from infercc.errors import UsageError
@@ -16,6 +16,9 @@ from infercc.pipeline.manifest import load_manifest
 from infercc.pipeline.runner import RunResult, run_stages
 from infercc.pipeline.stage import Events, RunContext, Stage
 from infercc.shapes import ShapeRange, format_dims
+
+if TYPE_CHECKING:
+    from infercc.pipeline.cache import ArtifactCache
 
 UNNAMED = ""  # config key for a --shape given without a name (single-input models)
 
@@ -194,17 +197,19 @@ def execute(
     force: bool = False,
     explicit_targets: bool = False,
     after: Callable[[RunContext, RunResult], None] | None = None,
+    cache: ArtifactCache | None = None,
 ) -> tuple[RunContext, RunResult]:
     """Resolve, lock the output folder, run the stages, record input names for the next run.
 
     `after` (e.g. writing the reports) runs while the lock is still held, so two runs never interleave.
+    `cache` (pipeline.cache.open_cache) restores finished stages from, and stores them in, a shared store.
     """
     out = ensure_writable_dir(config.out)
     wait = config.lock_wait_s if config.lock.value == "wait" else 0.0
     with OutDirLock(out, wait=wait):
         ctx = make_context(config, events, force)
         stages = plan(ctx, goal, explicit_targets)
-        result = run_stages(ctx, stages, config.model_dump(mode="json"))
+        result = run_stages(ctx, stages, config.model_dump(mode="json"), cache)
         result.manifest.source["input_names"] = ctx.input_names
         result.manifest.source["shapes"] = {n: r.describe() for n, r in ctx.shape_ranges.items()}
         result.manifest.save(out)

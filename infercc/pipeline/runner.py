@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infercc.errors import InferccError, StageError
 from infercc.fsutil import remove_stale_temporaries, sha256_file, sha256_json
@@ -21,6 +21,9 @@ from infercc.pipeline.manifest import (
 )
 from infercc.pipeline.stage import RunContext, Stage, StageOutput
 
+if TYPE_CHECKING:
+    from infercc.pipeline.cache import ArtifactCache
+
 CORE_TOOLS = ("torch", "onnx", "onnxruntime", "onnxslim", "numpy")
 
 
@@ -30,6 +33,7 @@ class RunResult:
     ran: list[str] = field(default_factory=list)
     cached: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)  # taken from the shared cache (--cache)
 
     @property
     def records(self) -> list[StageRecord]:
@@ -39,7 +43,7 @@ class RunResult:
     def failures(self) -> list[str]:
         """Verification failures of the stages this run used (ran or found up to date): a non-empty list
         means exit 1. Records of stages outside this run (another goal's) do not count."""
-        used = set(self.ran) | set(self.cached)
+        used = set(self.ran) | set(self.cached) | set(self.restored)
         return [
             f for s in self.manifest.stages.values() if s.name in used for f in s.metrics.get("failures", [])
         ]
@@ -63,7 +67,9 @@ def tool_versions() -> dict[str, str | None]:
     return {tool: version_of(tool) for tool in CORE_TOOLS}
 
 
-def run_stages(ctx: RunContext, stages: list[Stage], config_dump: dict[str, Any]) -> RunResult:
+def run_stages(
+    ctx: RunContext, stages: list[Stage], config_dump: dict[str, Any], cache: ArtifactCache | None = None
+) -> RunResult:
     out = ctx.out
     for stale in remove_stale_temporaries(out):
         ctx.events.info(f"removed an unfinished file from an interrupted run: {stale.name}")
@@ -75,6 +81,7 @@ def run_stages(ctx: RunContext, stages: list[Stage], config_dump: dict[str, Any]
     manifest.config = config_dump
     manifest.source = {"spec": ctx.source.spec, "kind": ctx.source.kind.value, "sha256": ctx.source_hash}
     manifest.versions = tool_versions()
+    manifest.cache = cache.summary if cache is not None else None
     result = RunResult(manifest)
     available: dict[str, ArtifactRecord] = {}
 
@@ -95,7 +102,16 @@ def run_stages(ctx: RunContext, stages: list[Stage], config_dump: dict[str, Any]
                 ctx.events.stage_finished(previous, cached=True)
                 continue
             ctx.events.warn(f"{stage.name}: {problem}; running the stage again.")
+        if cache is not None and not ctx.force:
+            record = _restore(cache, stage, ctx, key, manifest)
+            if record is not None:
+                available.update({a.name: a for a in record.outputs})
+                result.restored.append(stage.name)
+                continue
         record = _run_one(stage, ctx, inputs, key, manifest)
+        if cache is not None:
+            cache.store(stage, key, record, out)
+            _report_cache_warnings(cache, ctx)
         if record.status == "skipped":
             result.skipped.append(stage.name)
         else:
@@ -103,6 +119,23 @@ def run_stages(ctx: RunContext, stages: list[Stage], config_dump: dict[str, Any]
         available.update({a.name: a for a in record.outputs})
     manifest.save(out)
     return result
+
+
+def _restore(
+    cache: ArtifactCache, stage: Stage, ctx: RunContext, key: str, manifest: Manifest
+) -> StageRecord | None:
+    record = cache.restore(stage, key, ctx.out)
+    _report_cache_warnings(cache, ctx)
+    if record is not None:
+        manifest.stages[stage.name] = record
+        manifest.save(ctx.out)
+        ctx.events.stage_restored(record)
+    return record
+
+
+def _report_cache_warnings(cache: ArtifactCache, ctx: RunContext) -> None:
+    while cache.warnings:
+        ctx.events.warn(cache.warnings.pop(0))
 
 
 def _run_one(

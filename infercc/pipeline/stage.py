@@ -41,6 +41,8 @@ class Events(Protocol):
 
     def stage_finished(self, record: StageRecord, cached: bool) -> None: ...
 
+    def stage_restored(self, record: StageRecord) -> None: ...  # taken from the shared cache (--cache)
+
     def warn(self, message: str) -> None: ...
 
     def info(self, message: str) -> None: ...
@@ -52,6 +54,7 @@ class QuietEvents:
     def __init__(self) -> None:
         self.warnings: list[str] = []
         self.finished: list[tuple[str, bool]] = []
+        self.restored: list[str] = []
 
     def stage_started(self, name: str, description: str) -> None:
         pass
@@ -61,6 +64,9 @@ class QuietEvents:
 
     def stage_finished(self, record: StageRecord, cached: bool) -> None:
         self.finished.append((record.name, cached))
+
+    def stage_restored(self, record: StageRecord) -> None:
+        self.restored.append(record.name)
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -105,6 +111,8 @@ class Stage(Protocol):
     needs     names of upstream artifacts it consumes
     settings  what besides its inputs changes its outputs (part of the key)
     tools     modules whose installed versions are part of the key
+    portable  optional ClassVar[bool]: True when the outputs do not depend on the machine, so --cache shares
+              them across hosts; other stages (verify, bench: they measure the machine) are cached per host
     """
 
     name: str

@@ -129,6 +129,9 @@ class SkippedBuild:
 
 class BuildStage:
     version: ClassVar[str] = "1"
+    portable: ClassVar[bool] = (
+        True  # its outputs do not depend on this machine: --cache shares them across hosts
+    )
 
     def __init__(
         self,

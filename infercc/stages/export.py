@@ -66,6 +66,9 @@ def describe_point(point: ShapePoint) -> str:
 class ExportStage:
     name = "export"
     version: ClassVar[str] = "1"
+    portable: ClassVar[bool] = (
+        True  # its outputs do not depend on this machine: --cache shares them across hosts
+    )
     description = "Export PyTorch -> ONNX"
     needs: tuple[str, ...] = ()
 
@@ -470,6 +473,9 @@ class ImportOnnxStage:
 
     name = "export"
     version: ClassVar[str] = "1"
+    portable: ClassVar[bool] = (
+        True  # its outputs do not depend on this machine: --cache shares them across hosts
+    )
     description = "Import ONNX"
     needs: tuple[str, ...] = ()
 

@@ -106,6 +106,9 @@ def _size_figures(ctx: RunContext, filename: str, fp32: ArtifactRecord) -> dict[
 class Fp16Stage:
     name = "quantize-fp16"
     version: ClassVar[str] = "1"
+    portable: ClassVar[bool] = (
+        True  # its outputs do not depend on this machine: --cache shares them across hosts
+    )
     description = "Convert to FP16"
     needs: tuple[str, ...] = ("fp32",)
 
@@ -204,6 +207,9 @@ class Fp16Stage:
 class CalibrateStage:
     name = "calibrate"
     version: ClassVar[str] = "1"
+    portable: ClassVar[bool] = (
+        True  # its outputs do not depend on this machine: --cache shares them across hosts
+    )
     description = "Calibrate INT8 ranges"
     needs: tuple[str, ...] = ("fp32",)
 
@@ -294,6 +300,9 @@ class CalibrateStage:
 
 class Int8Stage:
     version: ClassVar[str] = "2"
+    portable: ClassVar[bool] = (
+        True  # its outputs do not depend on this machine: --cache shares them across hosts
+    )
 
     def __init__(self, form: str) -> None:
         self.form = form

@@ -22,6 +22,9 @@ FP32_FILE = "model.fp32.onnx"
 class SimplifyStage:
     name = "simplify"
     version: ClassVar[str] = "1"
+    portable: ClassVar[bool] = (
+        True  # its outputs do not depend on this machine: --cache shares them across hosts
+    )
     description = "Simplify the graph"
     needs: tuple[str, ...] = ("onnx", "reference")
 
