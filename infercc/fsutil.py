@@ -1,7 +1,9 @@
-"""File helpers: atomic writes, hashing and the output-folder lock.
+"""File helpers: atomic writes, hashing, the output folder's ownership marker and its lock.
 
 Every artifact is written to a temporary file in its final folder, fsynced, then renamed,
-so a killed run never leaves a file that looks finished.
+so a killed run never leaves a file that looks finished. Temporary files carry infercc's own
+prefix and the writer's pid (`.infercc-tmp-<pid>-<name>.<random>`); cleanup removes only those,
+only in folders infercc made (they hold the marker file), and only once that pid is gone.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,7 +25,10 @@ from typing import Any
 
 from infercc.errors import LockedError, StageError, UsageError
 
-TMP_PREFIX = ".tmp-"
+TMP_PREFIX = ".infercc-tmp-"
+_TMP_NAME = re.compile(r"^\.infercc-tmp-(\d+)-")
+# A folder infercc created (or was told to take over with --out-force) holds this file.
+OWNER_MARKER = ".infercc-owned"
 # Test hook: a glob of file names whose atomic write fails with ENOSPC (simulates a full disk).
 INJECT_WRITE_ERROR_ENV = "INFERCC_INJECT_WRITE_ERROR"
 
@@ -70,10 +77,8 @@ def atomic_path(final: Path) -> Iterator[Path]:
     On any failure the temporary file is removed and `final` is left as it was.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{final.name}.", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    make_owned_dirs(final.parent)
+    tmp = new_temp_path(final)
     try:
         _check_injected_failure(final)
         yield tmp
@@ -88,6 +93,30 @@ def atomic_path(final: Path) -> Iterator[Path]:
     except BaseException:
         _remove_quietly(tmp)
         raise
+
+
+def temp_prefix(final_name: str) -> str:
+    """The name prefix of this process's temporary files for `final_name`."""
+    return f"{TMP_PREFIX}{os.getpid()}-{final_name}."
+
+
+def new_temp_path(final: Path, suffix: str = "") -> Path:
+    """Create an empty temporary file beside `final`, named so that cleanup knows it is infercc's."""
+    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(final.name), suffix=suffix, dir=final.parent)
+    os.close(fd)
+    return Path(tmp_name)
+
+
+def make_owned_dirs(folder: Path) -> None:
+    """mkdir -p, leaving the ownership marker in each folder this call creates (and only those)."""
+    missing = []
+    probe = Path(folder)
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for created in reversed(missing):
+        _write_marker(created)
 
 
 def atomic_write_bytes(final: Path, data: bytes) -> None:
@@ -127,27 +156,110 @@ def _remove_quietly(path: Path) -> None:
         path.unlink()
 
 
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return True  # never a real writer: leave such a file alone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def is_stale_temporary(path: Path) -> bool:
+    """An infercc temporary file whose writer is gone (a plain file or link, never a folder)."""
+    match = _TMP_NAME.match(path.name)
+    if match is None or (path.is_dir() and not path.is_symlink()):
+        return False
+    return not pid_alive(int(match.group(1)))
+
+
+def owned_folders(root: Path) -> Iterator[Path]:
+    """`root` and the subfolders infercc made under it (those with the marker), never through links."""
+    yield root
+    for child in sorted(root.iterdir()):
+        if child.is_dir() and not child.is_symlink() and (child / OWNER_MARKER).is_file():
+            yield from owned_folders(child)
+
+
 def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete temporary files a killed run left behind (they never count as artifacts)."""
+    """Delete temporary files a killed infercc run left behind (they never count as artifacts).
+
+    Only `.infercc-tmp-<pid>-*` files of dead processes, only in folders infercc owns: a user's file is
+    never touched, whatever its name."""
     removed = []
-    if folder.is_dir():
-        for tmp in folder.rglob(f"{TMP_PREFIX}*"):
-            _remove_quietly(tmp)
-            removed.append(tmp)
+    folder = Path(folder)
+    if not (folder / OWNER_MARKER).is_file():
+        return removed
+    for owned in owned_folders(folder):
+        for entry in sorted(owned.iterdir()):
+            if is_stale_temporary(entry):
+                _remove_quietly(entry)
+                removed.append(entry)
     return removed
 
 
-def ensure_writable_dir(folder: Path) -> Path:
-    """Create `folder` if needed and check it can be written, with a clear error otherwise."""
+def _write_marker(folder: Path) -> None:
+    from infercc import __version__
+
+    text = json.dumps({"created_by": "infercc", "version": __version__}) + "\n"
+    tmp = Path(folder) / f"{temp_prefix(OWNER_MARKER)}marker"
+    tmp.write_text(text)
+    os.replace(tmp, Path(folder) / OWNER_MARKER)
+
+
+def _refuse_special_folder(folder: Path) -> None:
+    """Never the filesystem root, the home folder or a folder that holds the current folder."""
+    resolved = folder.resolve()
+    home = Path(os.path.expanduser("~")).resolve()
+    cwd = Path.cwd().resolve()
+    what = None
+    if resolved == resolved.parent:
+        what = "the filesystem root"
+    elif resolved == home:
+        what = "your home folder"
+    elif resolved != cwd and cwd.is_relative_to(resolved):
+        what = "a parent of the current folder"
+    if what is not None:
+        raise UsageError(
+            f"--out {folder} is {what}; infercc writes only into a folder of its own.",
+            hint="Pass a new folder, e.g. --out artifacts/.",
+        )
+
+
+def claim_out_dir(folder: Path, force: bool = False) -> Path:
+    """Make `folder` infercc's: create it with the marker, or accept it when it already has the marker
+    or is empty. A non-empty folder without the marker is the user's: refused unless `force`."""
     folder = Path(folder)
+    _refuse_special_folder(folder)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--out {folder} exists and is not a folder.", hint="Pass a folder path to --out.")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        # a unique name: a run holding the folder's lock may be clearing stale .tmp-* files meanwhile
-        fd, probe = tempfile.mkstemp(prefix=f"{TMP_PREFIX}probe.", dir=folder)
-        os.close(fd)
-        _remove_quietly(Path(probe))
+        if folder.is_dir() and not (folder / OWNER_MARKER).is_file():
+            if any(folder.iterdir()) and not force:
+                raise UsageError(
+                    f"--out {folder} already holds files that infercc did not write (it has no {OWNER_MARKER}).",
+                    hint="Pass a new or empty folder, or --out-force to let infercc write there "
+                    "(it never deletes files it did not create).",
+                )
+            _write_marker(folder)
+        else:
+            make_owned_dirs(folder)
+    except OSError as exc:
+        raise UsageError(
+            f"Cannot write to output folder {folder}: {exc.strerror or exc}.",
+            hint="Choose a writable folder with --out.",
+        ) from exc
+    return folder
+
+
+def ensure_writable_dir(folder: Path, force: bool = False) -> Path:
+    """Claim `folder` (see claim_out_dir) and check it can be written, with a clear error otherwise."""
+    folder = claim_out_dir(folder, force)
+    try:
+        _remove_quietly(new_temp_path(folder / "probe"))
     except OSError as exc:
         raise UsageError(
             f"Cannot write to output folder {folder}: {exc.strerror or exc}.",
@@ -181,7 +293,19 @@ class OutDirLock:
         self._fd: int | None = None
 
     def __enter__(self) -> OutDirLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise UsageError(
+                f"Cannot use the lock file {self.path}: {exc.strerror or exc}.",
+                hint=f"It must be a plain file infercc can write; remove or rename what is there ({self.FILE}).",
+            ) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UsageError(
+                f"The lock file {self.path} is not a plain file.",
+                hint=f"Remove or rename {self.path}; infercc recreates it.",
+            )
         deadline = time.monotonic() + self.wait
         while True:
             try:

@@ -52,7 +52,7 @@ def wait_for(predicate, proc: subprocess.Popen[str], timeout: float = 120.0) -> 
 
 
 def in_export(out: Path) -> bool:
-    return any(out.glob(".tmp-model.onnx.*"))
+    return any(out.glob(".infercc-tmp-*-model.onnx.*"))
 
 
 def stage_status(out: Path) -> dict[str, str]:
@@ -80,7 +80,7 @@ def artifact_hashes(out: Path) -> dict[str, str]:
 
 
 def no_temporaries(out: Path) -> bool:
-    return not any(p.name.startswith(".tmp-") for p in out.rglob("*"))
+    return not any(p.name.startswith(".infercc-tmp-") for p in out.rglob("*"))
 
 
 def rerun(out: Path, *extra: str) -> dict:
@@ -128,7 +128,9 @@ def test_sigkill_mid_export_leaves_nothing_that_looks_finished(tmp_path, baselin
     proc.kill()
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
-    assert not (out / "model.onnx").exists() and in_export(out)  # only a .tmp- file, never the final name
+    assert not (out / "model.onnx").exists() and in_export(
+        out
+    )  # only a .infercc-tmp- file, never the final name
     # the kernel dropped the lock: the next run starts at once, removes the stale file and finishes
     document = rerun(out)
     assert "export" in document["ran"]

@@ -65,6 +65,7 @@ def _pipeline_command(goal_name: str) -> Any:
         dtype: opt.DtypeOpt = None,
         val_range: opt.ValRangeOpt = None,
         out: opt.OutOpt = None,
+        out_force: opt.OutForceOpt = False,
         force: opt.ForceOpt = False,
         exporter: opt.ExporterOpt = None,
         opset: opt.OpsetOpt = None,
@@ -153,6 +154,7 @@ def _pipeline_command(goal_name: str) -> Any:
                 explicit_targets=target is not None,
                 after=lambda ctx, result: _write_reports(ctx, result.manifest, console),  # under the lock
                 cache=store,
+                out_force=out_force,
             )
         _finish(console, ctx, result, json_out, quiet)
 

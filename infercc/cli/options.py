@@ -92,6 +92,15 @@ OutOpt = Annotated[
         "--out", "-o", help="Output folder (default from config, else artifacts/).", rich_help_panel=OUTPUT
     ),
 ]
+OutForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--out-force",
+        help="Write into an existing non-empty --out folder that infercc did not create (never /, home, or a "
+        "parent of the current folder). infercc still deletes nothing it did not write.",
+        rich_help_panel=OUTPUT,
+    ),
+]
 ForceOpt = Annotated[
     bool,
     typer.Option(

@@ -49,6 +49,7 @@ def reaches(goal: Goal, step: Goal) -> bool:
 
 
 def make_context(config: CompileConfig, events: Events, force: bool = False) -> RunContext:
+    """Call after execute() claimed config.out (or with an out folder that already holds the marker)."""
     source = parse_source(config.model.source)
     source_hash = source_fingerprint(source, config.model)
     out = ensure_writable_dir(config.out)
@@ -198,13 +199,15 @@ def execute(
     explicit_targets: bool = False,
     after: Callable[[RunContext, RunResult], None] | None = None,
     cache: ArtifactCache | None = None,
+    out_force: bool = False,
 ) -> tuple[RunContext, RunResult]:
-    """Resolve, lock the output folder, run the stages, record input names for the next run.
+    """Claim and lock the output folder, resolve, run the stages, record input names for the next run.
 
     `after` (e.g. writing the reports) runs while the lock is still held, so two runs never interleave.
     `cache` (pipeline.cache.open_cache) restores finished stages from, and stores them in, a shared store.
+    `out_force` lets infercc take over an existing non-empty folder that it did not create.
     """
-    out = ensure_writable_dir(config.out)
+    out = ensure_writable_dir(config.out, force=out_force)
     wait = config.lock_wait_s if config.lock.value == "wait" else 0.0
     with OutDirLock(out, wait=wait):
         ctx = make_context(config, events, force)
