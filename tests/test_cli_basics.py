@@ -17,6 +17,7 @@ COMMANDS = [
     "verify",
     "bench",
     "inspect",
+    "report",
     "doctor",
     "config",
 ]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from infercc import __version__
 from infercc.cli import options as opt
@@ -139,7 +140,11 @@ def _pipeline_command(goal_name: str) -> Any:
             },
         )
         console = make_console(json_out)
-        settings = load_settings(config, flags)
+        notes: list[str] = []
+        settings = load_settings(config, flags, notes)
+        if not quiet:
+            for note in notes:
+                console.print(f"[cyan]note:[/] {escape(note)}", soft_wrap=True)
         if settings.model.allow_pickle:
             console.print(
                 "[yellow]warning:[/] --allow-pickle: model files are fully unpickled, which runs any code in them."
@@ -206,6 +211,12 @@ def _finish(console: Any, ctx: Any, result: Any, json_out: bool, quiet: bool) ->
                 f"cache {escape(manifest.cache.url)}: {c['hits']} hit(s), {c['misses']} miss(es)"
                 + (f", {c['refused']} refused (sha256 mismatch, rebuilt)" if c["refused"] else "")
             )
+        foreign = manifest.foreign_artifacts()
+        if foreign:
+            console.print(
+                f"[dim]{', '.join(foreign)}: from another config run into the same folder; "
+                "not verified or benched by this one (use a separate --out per config).[/]"
+            )
     if failures:
         raise VerificationFailed(
             f"{len(failures)} verification failure(s):\n  " + "\n  ".join(failures[:20]),
@@ -238,11 +249,12 @@ for _goal, _doc in _DOCS.items():
 
 @app.command()
 def inspect(
-    path: Path = typer.Argument(..., help="An .onnx file or a TensorRT .engine file."),
+    path: Path = typer.Argument(..., help="An .onnx file, a TensorRT .engine file, or an output folder."),
     json_out: opt.JsonOpt = False,
     verbose: opt.VerboseOpt = 0,
 ) -> None:
-    """Summarise an ONNX file (inputs/outputs, opset, op counts, parameters, size) or an engine."""
+    """Summarise an ONNX file (inputs/outputs, opset, op counts, parameters, size), an engine, or an
+    output folder (its recorded model, shapes and artifacts)."""
     from infercc.inspection import inspect_path, render_inspection
 
     info = inspect_path(path)
@@ -250,6 +262,35 @@ def inspect(
         print_json(info)
     else:
         render_inspection(make_console(False), info)
+
+
+@app.command()
+def report(
+    folder: Path = typer.Argument(..., help="The output folder of an earlier run (it holds manifest.json)."),
+    json_out: opt.JsonOpt = False,
+    quiet: opt.QuietOpt = False,
+) -> None:
+    """Write report.json, report.html and summary.md again from a folder's manifest (no stage runs)."""
+    from infercc.cli.settings import recorded_config
+    from infercc.config import parse_config
+    from infercc.fsutil import OutDirLock
+    from infercc.pipeline.manifest import MANIFEST_NAME, load_manifest
+    from infercc.report import REPORT_HTML, write_reports
+
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder.", hint="Give the --out folder of an earlier run.")
+    config = parse_config(recorded_config(folder), str(folder / MANIFEST_NAME))
+    with OutDirLock(folder, wait=0):
+        manifest, _ = load_manifest(folder)
+        written = write_reports(folder, manifest, config)
+    if json_out:
+        print_json(written)
+    elif quiet:
+        typer.echo(f"{written['status']}: {folder / REPORT_HTML}")
+    else:
+        make_console(False).print(
+            f"report {written['status']}: wrote {escape(str(folder / REPORT_HTML))}, report.json, summary.md"
+        )
 
 
 @app.command()

@@ -17,7 +17,9 @@ OUTPUT = "Output"
 ConfigArg = Annotated[
     Path | None,
     typer.Argument(
-        help="YAML config file (see `infercc config init`). Flags override it. Default: the built-in EfficientNet-Lite0 example."
+        help="YAML config file (see `infercc config init`), or the output folder of an earlier run (its "
+        "recorded config is reused). Flags override it. Default: the config recorded in --out, else the "
+        "built-in EfficientNet-Lite0 example."
     ),
 ]
 ModelOpt = Annotated[

@@ -148,12 +148,12 @@ def summary_table(manifest: Manifest) -> Table:
     table.add_column("built in", justify="right")
     for stage, art in rows:
         cells = [art.name, human_size(art.size), str(art.meta.get("nodes") or _nodes(stage, art.name) or "-")]
-        ran = "verify" in manifest.stages
-        cells.append(verify.get(art.name, "[dim]no runtime here[/]" if ran else "[dim]-[/]"))
+        foreign = manifest.from_other_config(stage)
+        cells.append(_verify_cell(manifest, verify, art.name, foreign))
         if accuracy:
             cells.append(escape(str(art.meta.get("accuracy") or "-")))
         if latency:
-            cells.append(latency.get(art.name, "-"))
+            cells.append("-" if foreign else latency.get(art.name, "-"))
         cells.append(f"{stage.duration_s:.1f} s")
         table.add_row(*cells)
     if latency.get("pytorch"):
@@ -167,6 +167,16 @@ def summary_table(manifest: Manifest) -> Table:
             "",
         )
     return table
+
+
+def _verify_cell(manifest: Manifest, verify: dict[str, str], name: str, foreign: bool) -> str:
+    if foreign:
+        return "[dim]from another config[/]"
+    if name in verify:
+        return verify[name]
+    if "verify" not in manifest.stages:
+        return "[dim]-[/]"
+    return "[dim]no runtime here[/]"
 
 
 def _nodes(stage: StageRecord, name: str) -> int | None:

@@ -12,6 +12,7 @@ import yaml
 
 from infercc.config import CompileConfig, load_yaml_document, parse_config
 from infercc.errors import UsageError
+from infercc.pipeline.manifest import MANIFEST_NAME, load_manifest
 from infercc.pipeline.plan import UNNAMED
 from infercc.shapes import parse_named_shapes, split_specs
 
@@ -41,9 +42,19 @@ class Flags:
     extra: dict[str, Any] = field(default_factory=dict)  # dotted.key -> value, set by stage-specific commands
 
 
-def load_settings(config_path: Path | None, flags: Flags) -> CompileConfig:
+def load_settings(config_path: Path | None, flags: Flags, notes: list[str] | None = None) -> CompileConfig:
+    """`config_path` is a YAML file or an earlier run's output folder (its manifest's config is reused);
+    without either, an existing --out folder's recorded config, else the built-in example. Flags win.
+    What was chosen, when it is not obvious, is appended to `notes` for the CLI to print."""
+    notes = notes if notes is not None else []
     positions, file_data = None, None
-    if config_path is not None:
+    folder = _recorded_folder(config_path, flags)
+    if folder is not None:
+        data, origin = recorded_config(folder), str(folder / MANIFEST_NAME)
+        data["out"] = str(folder)  # the folder itself, whatever out it was first written with
+        if config_path is None:
+            notes.append(f"using the config recorded in {origin}")
+    elif config_path is not None:
         data, positions = load_yaml_document(config_path)
         origin = str(config_path)
         _resolve_relative_paths(data, config_path.parent)
@@ -54,10 +65,59 @@ def load_settings(config_path: Path | None, flags: Flags) -> CompileConfig:
 
         data = copy.deepcopy(EFFICIENTNET_LITE0_CONFIG)
         origin = "built-in example"
+        notes.append(
+            "no config, folder or --model given: using the built-in EfficientNet-Lite0 example"
+            + (f" in {flags.out}" if flags.out else "")
+        )
     else:
         data, origin = {}, "flags"
     _apply_flags(data, flags)
-    return parse_config(data, origin, positions=positions, file_data=file_data)
+    config = parse_config(data, origin, positions=positions, file_data=file_data)
+    notes.extend(omitted_opt_notes(config))
+    return config
+
+
+def _recorded_folder(config_path: Path | None, flags: Flags) -> Path | None:
+    """The output folder whose recorded config this run reuses, if any."""
+    if config_path is not None and config_path.is_dir():
+        if not (config_path / MANIFEST_NAME).is_file():
+            raise UsageError(
+                f"{config_path} is a folder without {MANIFEST_NAME}, so it holds no earlier run.",
+                hint="Pass a YAML config file, or the --out folder of an earlier infercc run.",
+            )
+        return config_path
+    recorded = flags.out is not None and (flags.out / MANIFEST_NAME).is_file()
+    return flags.out if recorded and config_path is None and flags.model is None else None
+
+
+def recorded_config(folder: Path) -> dict[str, Any]:
+    """The config an earlier run recorded in FOLDER/manifest.json (a UsageError if there is none)."""
+    if not (folder / MANIFEST_NAME).is_file():
+        raise UsageError(
+            f"{folder} holds no {MANIFEST_NAME}, so it is not the output folder of an earlier run.",
+            hint="Give the --out folder of an earlier infercc run.",
+        )
+    manifest, damage = load_manifest(folder)
+    if manifest is None or not manifest.config:
+        raise UsageError(
+            damage or f"{folder / MANIFEST_NAME} records no config.",
+            hint="Run infercc compile with a config file or --model to write the folder again.",
+        )
+    return copy.deepcopy(manifest.config)
+
+
+def omitted_opt_notes(config: CompileConfig) -> list[str]:
+    """A dynamic input without an opt shape is optimised (and benched first) at its max shape: say so."""
+    notes = []
+    for name, spec in config.inputs.items():
+        ranged = spec.min is not None and spec.max is not None and spec.min != spec.max
+        if ranged and spec.opt is None and spec.shape is None:
+            shown = "x".join(map(str, spec.max))
+            notes.append(
+                f"{name or 'the input'}: no --opt-shape given; optimising for the max shape {shown} "
+                f"(pass --opt-shape {name + ':' if name else ''}DIMS to choose)"
+            )
+    return notes
 
 
 def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:

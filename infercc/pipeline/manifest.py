@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from infercc import __version__
-from infercc.fsutil import atomic_write_json, sha256_file
+from infercc.fsutil import atomic_write_json, sha256_file, sha256_json
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA = "infercc.manifest/1"
@@ -43,6 +43,8 @@ class StageRecord(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
     error: str | None = None
+    # which config last ran or confirmed this stage (config_stamp); None in manifests from before it existed
+    config_sha256: str | None = None
 
 
 class CacheSummary(BaseModel):
@@ -69,6 +71,7 @@ class Manifest(BaseModel):
     versions: dict[str, str | None] = Field(default_factory=dict)
     stages: dict[str, StageRecord] = Field(default_factory=dict)
     cache: CacheSummary | None = None  # the last run's use of --cache (None: no cache)
+    config_sha256: str | None = None  # config_stamp of the latest run's config
 
     model_config = {"populate_by_name": True}
 
@@ -80,9 +83,31 @@ class Manifest(BaseModel):
                     found[art.name] = art
         return found
 
+    def from_other_config(self, stage: StageRecord) -> bool:
+        """True when the stage's record was written by a run with another config than the latest one
+        (e.g. a --precision int8 run into the demo's folder): its artifacts are not this config's."""
+        return (
+            None not in (stage.config_sha256, self.config_sha256)
+            and stage.config_sha256 != self.config_sha256
+        )
+
+    def foreign_artifacts(self) -> list[str]:
+        return [
+            art.name
+            for stage in self.stages.values()
+            if stage.status == "done" and self.from_other_config(stage)
+            for art in stage.outputs
+            if art.kind in ("onnx", "engine")
+        ]
+
     def save(self, folder: Path) -> None:
         self.updated = now_iso()
         atomic_write_json(folder / MANIFEST_NAME, self.model_dump(mode="json", by_alias=True))
+
+
+def config_stamp(config_dump: dict[str, Any]) -> str:
+    """sha256 of a config, leaving out where and how the run was made (out folder, lock)."""
+    return sha256_json({k: v for k, v in config_dump.items() if k not in ("out", "lock", "lock_wait_s")})
 
 
 def now_iso() -> str:

@@ -15,6 +15,7 @@ from infercc.pipeline.manifest import (
     ArtifactRecord,
     Manifest,
     StageRecord,
+    config_stamp,
     load_manifest,
     now_iso,
     verify_outputs,
@@ -79,6 +80,7 @@ def run_stages(
     if manifest is None:
         manifest = Manifest()
     manifest.config = config_dump
+    manifest.config_sha256 = config_stamp(config_dump)
     manifest.source = {"spec": ctx.source.spec, "kind": ctx.source.kind.value, "sha256": ctx.source_hash}
     manifest.versions = tool_versions()
     manifest.cache = cache.summary if cache is not None else None
@@ -97,6 +99,7 @@ def run_stages(
         if previous is not None and previous.key == key and previous.status == "done" and not ctx.force:
             problem = verify_outputs(out, previous)
             if problem is None:
+                previous.config_sha256 = manifest.config_sha256  # still what this config produces
                 available.update({a.name: a for a in previous.outputs})
                 result.cached.append(stage.name)
                 ctx.events.stage_finished(previous, cached=True)
@@ -154,6 +157,7 @@ def _run_one(
             duration_s=round(time.perf_counter() - clock, 3),
             inputs={n: a.sha256 for n, a in inputs.items()},
             error=exc.message,
+            config_sha256=manifest.config_sha256,
         )
         manifest.stages[stage.name] = record
         manifest.save(ctx.out)
@@ -169,6 +173,7 @@ def _run_one(
         outputs=[_record(ctx.out, art) for art in output.artifacts],
         metrics=output.metrics,
         notes=output.notes + ([output.skipped] if output.skipped else []),
+        config_sha256=manifest.config_sha256,
     )
     manifest.stages[stage.name] = record
     manifest.save(ctx.out)

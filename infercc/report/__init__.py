@@ -58,6 +58,7 @@ def build_report(out: Path, manifest: Any, config: Any) -> dict[str, Any]:
         }
         for s in manifest.stages.values()
     ]
+    foreign = set(manifest.foreign_artifacts())
     artifacts = [
         {
             "name": a.name,
@@ -67,6 +68,7 @@ def build_report(out: Path, manifest: Any, config: Any) -> dict[str, Any]:
             "target": a.target,
             "size": a.size,
             "sha256": a.sha256,
+            **({"from_other_config": True} if a.name in foreign else {}),
         }
         for a in manifest.artifacts().values()
         if a.kind in ("onnx", "engine")
