@@ -2,15 +2,18 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU build of torch (an unpinned torch pulls a multi-GB CUDA build).
-TORCH ?= torch==2.13.0
+# The CPU build of torch (an unpinned torch pulls a multi-GB CUDA build). The +cpu label matches CPU
+# wheels only: taken from pip's configured indexes when one is there, else from TORCH_INDEX.
+TORCH ?= torch==2.13.0+cpu
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: setup test test-fast lint format demo clean docs
 
 setup:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q "$(TORCH)" 2>/dev/null \
+		|| $(BIN)/python -m pip install -q "$(TORCH)" --extra-index-url "$(TORCH_INDEX)"
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,rtx,examples,cluster]"
 	$(BIN)/infercc --version
 
