@@ -130,6 +130,7 @@ def _restore(
     record = cache.restore(stage, key, ctx.out)
     _report_cache_warnings(cache, ctx)
     if record is not None:
+        record.config_sha256 = manifest.config_sha256  # what this config produces, wherever it was built
         manifest.stages[stage.name] = record
         manifest.save(ctx.out)
         ctx.events.stage_restored(record)
