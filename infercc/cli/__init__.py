@@ -180,7 +180,7 @@ def _csv(value: str | None) -> list[str] | None:
 def _finish(console: Any, ctx: Any, result: Any, json_out: bool, quiet: bool) -> None:
     from rich.markup import escape
 
-    from infercc.errors import VerificationFailed
+    from infercc.errors import StageError, VerificationFailed
 
     manifest = result.manifest
     failures = result.failures
@@ -217,6 +217,12 @@ def _finish(console: Any, ctx: Any, result: Any, json_out: bool, quiet: bool) ->
                 f"[dim]{', '.join(foreign)}: from another config run into the same folder; "
                 "not verified or benched by this one (use a separate --out per config).[/]"
             )
+    if result.crashes:
+        raise StageError(
+            f"{len(result.crashes)} runtime crash(es):\n  " + "\n  ".join(result.crashes[:20]),
+            hint="The other artifact/runtime pairs finished; the report lists them. Try another runtime, "
+            "precision or opset for the crashing pair.",
+        )
     if failures:
         raise VerificationFailed(
             f"{len(failures)} verification failure(s):\n  " + "\n  ".join(failures[:20]),

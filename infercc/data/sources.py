@@ -452,5 +452,22 @@ def list_files(folder: Path, suffixes: set[str], include: list[str], what: str, 
     return files
 
 
+def source_paths(source: DataSource | None, role: str) -> list[Path]:
+    """The files and folders a data source reads (folder, images, a file.py callable, labels), for the
+    keys of the stages that read it: the runner hashes them by content (Stage.deps)."""
+    if source is None:
+        return []
+    paths = [Path(source.folder)] if source.folder else []
+    if source.images:
+        from infercc.data.images import image_folder
+
+        paths.append(image_folder(source.images, role))
+    if source.callable and ".py:" in source.callable:
+        paths.append(Path(source.callable.rsplit(":", 1)[0]))
+    if source.labels:
+        paths.append(Path(source.labels))
+    return paths
+
+
 def file_fingerprint(path: Path) -> str:
     return sha256_file(path)

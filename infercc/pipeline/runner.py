@@ -20,7 +20,7 @@ from infercc.pipeline.manifest import (
     now_iso,
     verify_outputs,
 )
-from infercc.pipeline.stage import RunContext, Stage, StageOutput
+from infercc.pipeline.stage import RunContext, Stage, StageOutput, stage_deps
 
 if TYPE_CHECKING:
     from infercc.pipeline.cache import ArtifactCache
@@ -44,10 +44,16 @@ class RunResult:
     def failures(self) -> list[str]:
         """Verification failures of the stages this run used (ran or found up to date): a non-empty list
         means exit 1. Records of stages outside this run (another goal's) do not count."""
+        return self._listed("failures")
+
+    @property
+    def crashes(self) -> list[str]:
+        """Runtimes that crashed (SIGSEGV, abort, OOM kill) on an artifact in a stage of this run: exit 4."""
+        return self._listed("crashes")
+
+    def _listed(self, key: str) -> list[str]:
         used = set(self.ran) | set(self.cached) | set(self.restored)
-        return [
-            f for s in self.manifest.stages.values() if s.name in used for f in s.metrics.get("failures", [])
-        ]
+        return [f for s in self.manifest.stages.values() if s.name in used for f in s.metrics.get(key, [])]
 
 
 def stage_key(stage: Stage, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> str:
@@ -61,7 +67,21 @@ def stage_key(stage: Stage, ctx: RunContext, inputs: dict[str, ArtifactRecord]) 
     }
     if not stage.needs:  # a root stage depends on the model source itself
         material["source"] = ctx.source_hash
+    deps = stage_deps(stage, ctx)
+    if deps:
+        material["deps"] = [content_digest(path) for path in deps]  # by content only: keys stay portable
     return sha256_json(material)
+
+
+def content_digest(path: Path) -> str:
+    """sha256 of a file, or of a folder's files (relative names and contents, recursively); 'missing' when
+    there is nothing there (the stage itself then says what is wrong)."""
+    if path.is_file():
+        return sha256_file(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return sha256_json({str(p.relative_to(path)): sha256_file(p) for p in files})
+    return "missing"
 
 
 def tool_versions() -> dict[str, str | None]:

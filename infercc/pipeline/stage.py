@@ -113,6 +113,9 @@ class Stage(Protocol):
     tools     modules whose installed versions are part of the key
     portable  optional ClassVar[bool]: True when the outputs do not depend on the machine, so --cache shares
               them across hosts; other stages (verify, bench: they measure the machine) are cached per host
+    deps      (optional) files and folders outside the pipeline that it reads (verify inputs, evaluation and
+              calibration data, labels files); the runner hashes their contents into the key, so editing
+              one re-runs the stage. A stage that reads such a file must declare it here.
     """
 
     name: str
@@ -125,3 +128,9 @@ class Stage(Protocol):
     def tools(self) -> tuple[str, ...]: ...
 
     def run(self, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> StageOutput: ...
+
+
+def stage_deps(stage: Stage, ctx: RunContext) -> list[Path]:
+    """The files a stage declares it reads (Stage.deps), or none when it declares nothing."""
+    deps = getattr(stage, "deps", None)
+    return list(deps(ctx)) if deps is not None else []

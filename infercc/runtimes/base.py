@@ -69,12 +69,17 @@ register("onnxruntime-cuda", "infercc.runtimes.onnxrt:OrtCUDA")
 register("tensorrt", "infercc.runtimes.tensorrt:TensorRTRuntime")
 
 
-def runtime_class(name: str) -> type:
+def registry_target(name: str) -> str:
+    """The "module:Class" a runtime name is registered to."""
     from infercc.errors import UsageError
 
     if name not in REGISTRY:
         raise UsageError(f"Unknown runtime {name!r}.", hint=f"Known runtimes: {', '.join(REGISTRY)}.")
-    module_name, cls_name = REGISTRY[name].split(":")
+    return REGISTRY[name]
+
+
+def runtime_class(name: str) -> type:
+    module_name, cls_name = registry_target(name).split(":")
     return getattr(importlib.import_module(module_name), cls_name)
 
 

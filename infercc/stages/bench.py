@@ -23,6 +23,7 @@ from infercc.errors import InferccError
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import RunContext, Stage, StageOutput
 from infercc.runtimes.base import candidate_runtimes, probe, usable_runtimes
+from infercc.runtimes.isolation import IsolatedRuntime, RuntimeCrashed
 from infercc.stages.verify import Clock, opened
 
 BASELINES = {"cpu": "pytorch-cpu", "cuda": "pytorch-cuda"}
@@ -182,10 +183,14 @@ def bench_subject(
             if used is not None:
                 entry["device_memory"] = used
                 entry["device_memory_delta"] = used - device_base if device_base is not None else None
+            if isinstance(runtime, IsolatedRuntime):  # the runtime's memory is its child's
+                rss_before, reset = runtime.rss_at_start, True
+                entry["peak_rss"] = runtime.peak_rss()
+    except RuntimeCrashed as exc:
+        entry["error"] = entry["crashed"] = exc.message
     except InferccError as exc:
         entry["error"] = exc.message
-    peak = peak_rss()
-    entry["peak_rss"] = peak
+    peak = entry.setdefault("peak_rss", peak_rss())
     entry["peak_rss_delta"] = (peak - rss_before) if (peak and rss_before and reset) else None
     return entry
 
@@ -305,6 +310,7 @@ class BenchStage:
                 "skipped_runtimes": skipped,
                 "warnings": warnings,
                 "errors": errors,
+                "crashes": [e["crashed"] for e in entries if e.get("crashed")],
                 "overhead": overhead,
                 "flops_per_item": flops,
                 "brief": _brief(entries, sizes),

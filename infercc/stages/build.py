@@ -9,6 +9,7 @@ engines/model.<precision>.<flavour>.json beside.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 from infercc.config import CompileConfig, Int8Route, Precision
@@ -192,6 +193,13 @@ class BuildStage:
 
     def tools(self) -> tuple[str, ...]:
         return (self.flavour.module,)
+
+    def deps(self, ctx: RunContext) -> list[Path]:
+        """The calibration data the TensorRT 10 implicit-INT8 calibrator reads. (The timing cache is left
+        out: the build itself rewrites it, and it only speeds up tactic selection.)"""
+        from infercc.data.sources import effective_sources, source_paths
+
+        return source_paths(effective_sources(ctx.config)[0], "calibration") if self.calibrate else []
 
     def run(self, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> StageOutput:
         from infercc.tensorrt.builder import BuildRequest, build_engine

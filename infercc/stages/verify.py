@@ -13,6 +13,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,7 +23,8 @@ from infercc.errors import InferccError
 from infercc.metrics import compare, split_tolerance, stack_rows
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import RunContext, StageOutput
-from infercc.runtimes.base import candidate_runtimes, get_runtime, usable_runtimes
+from infercc.runtimes.base import candidate_runtimes, usable_runtimes
+from infercc.runtimes.isolation import RuntimeCrashed, open_runtime
 
 ARTIFACT_KINDS = ("onnx", "engine")
 SUMMARY_KEYS = ("max_abs", "max_rel", "mean_abs", "cosine", "snr_db", "nan", "inf", "top1", "top5")
@@ -95,8 +97,9 @@ class Clock:
 
 @contextlib.contextmanager
 def opened(clock: Clock, name: str, artifact: Any, **options: Any) -> Iterator[Any]:
-    """A runtime entered and exited with the time it takes counted as the runtime's own."""
-    runtime = clock.call(get_runtime, name, artifact, **options)
+    """A runtime entered and exited with the time it takes counted as the runtime's own. Artifact files run
+    in a child process of their own (infercc.runtimes.isolation), so a runtime crash fails only that pair."""
+    runtime = clock.call(open_runtime, name, artifact, **options)
     clock.call(runtime.__enter__)
     try:
         yield runtime
@@ -106,7 +109,7 @@ def opened(clock: Clock, name: str, artifact: Any, **options: Any) -> Iterator[A
 
 class VerifyStage:
     name = "verify"
-    version: ClassVar[str] = "6"
+    version: ClassVar[str] = "7"
     description = "Verify artifacts against the reference"
 
     def __init__(self, artifact_names: tuple[str, ...]) -> None:
@@ -125,6 +128,15 @@ class VerifyStage:
 
     def tools(self) -> tuple[str, ...]:
         return ("onnxruntime", "onnxruntime-gpu", "numpy", "torch", "tensorrt", "tensorrt_rtx_bindings")
+
+    def deps(self, ctx: RunContext) -> list[Path]:
+        """verify.inputs, and the evaluation (or held-out calibration) data and labels it verifies on."""
+        from infercc.data.sources import effective_sources, source_paths
+
+        if ctx.config.verify.inputs is not None:
+            return [Path(ctx.config.verify.inputs)]
+        calibration, evaluation = effective_sources(ctx.config)
+        return source_paths(evaluation, "evaluation") + source_paths(calibration, "calibration")
 
     def run(self, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> StageOutput:
         clock = Clock()
@@ -165,6 +177,7 @@ class VerifyStage:
                 "skipped_runtimes": skipped,
                 "unverified": unverified,
                 "failures": failures,
+                "crashes": [r["crashed"] for r in results if r.get("crashed")],
                 "checks": [c for r in results for c in r["checks"]],
                 "overhead": clock.summary(),
                 "brief": _brief(results, skipped, failures),
@@ -360,20 +373,13 @@ def verify_one(
                         acts.append(got)
                         refs.append(ref)
                 entry["points"][s.label] = point
+    except RuntimeCrashed as exc:
+        entry["crashed"] = exc.message
+        entry["failures"].append(exc.message)
+        entry["checks"].append(_run_check(art, runtime_name, "crash", exc.message))
     except InferccError as exc:
         entry["failures"].append(f"{art.name} on {runtime_name}: {exc.message}")
-        entry["checks"].append(
-            {
-                "artifact": art.name,
-                "runtime": runtime_name,
-                "output": None,
-                "set": None,
-                "metric": "run",
-                "value": None,
-                "limit": "runs",
-                "message": exc.message,
-            }
-        )
+        entry["checks"].append(_run_check(art, runtime_name, "run", exc.message))
     for out_name, (acts, refs) in collected.items():
         tol = tolerance_for(config, art, out_name, runtime_name)
         _, whole = split_tolerance(tol)
@@ -398,6 +404,20 @@ def verify_one(
     entry["passed"] = not entry["failures"]
     entry["seconds"] = round(time.perf_counter() - started, 4)
     return entry
+
+
+def _run_check(art: ArtifactRecord, runtime: str, metric: str, message: str) -> dict[str, Any]:
+    """A check for a pair that did not run to the end (a runtime error, or the runtime crashing)."""
+    return {
+        "artifact": art.name,
+        "runtime": runtime,
+        "output": None,
+        "set": None,
+        "metric": metric,
+        "value": None,
+        "limit": "runs",
+        "message": message,
+    }
 
 
 def _fail(
