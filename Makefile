@@ -14,7 +14,7 @@ setup:
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)" 2>/dev/null \
 		|| $(BIN)/python -m pip install -q "$(TORCH)" --extra-index-url "$(TORCH_INDEX)"
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,rtx,examples,cluster]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,rtx,examples,cluster,openvino]"
 	$(BIN)/infercc --version
 
 test:

@@ -23,6 +23,7 @@ INSTALL_HINTS: dict[str, str] = {
     "tensorrt": "pip install 'infercc[tensorrt]'   (TensorRT 10/11 from NVIDIA's index)",
     "tensorrt_rtx": "pip install 'infercc[rtx]'",
     "tensorrt_rtx_bindings": "pip install 'infercc[rtx]'",
+    "openvino": "pip install 'infercc[openvino]'",
     "torchvision": "pip install torchvision   (matching your torch version)",
     "timm": "pip install timm",
     "PIL": "pip install pillow",

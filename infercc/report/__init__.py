@@ -282,8 +282,42 @@ def select(verify: dict[str, Any] | None, bench: dict[str, Any] | None, config: 
                     }
                 )
         row["others"] = sorted(others, key=lambda o: o.get("p50_ms") or math.inf)
+        row["device"] = entries[0].get("device")
         section["runtimes"].append(row)
+    section["devices"] = select_per_device(section["runtimes"])
     return section
+
+
+def select_per_device(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per device: the fastest artifact within the budget over every runtime of that device (e.g. INT8 on
+    openvino-cpu against INT8 on onnxruntime-cpu), and the runner-up per runtime with its ratio."""
+    devices: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("chosen"):
+            devices.setdefault(row.get("device") or "cpu", []).append(row)
+    picks = []
+    for device, chosen in sorted(devices.items()):
+        chosen.sort(key=lambda r: r["p50_ms"])
+        best = chosen[0]
+        picks.append(
+            {
+                "device": device,
+                "artifact": best["chosen"],
+                "runtime": best["runtime"],
+                "p50_ms": best["p50_ms"],
+                "speedup": best.get("speedup"),
+                "others": [
+                    {
+                        "artifact": r["chosen"],
+                        "runtime": r["runtime"],
+                        "p50_ms": r["p50_ms"],
+                        "reason": f"slower: {r['p50_ms']:.3g} ms ({r['p50_ms'] / best['p50_ms']:.2f}x)",
+                    }
+                    for r in chosen[1:]
+                ],
+            }
+        )
+    return picks
 
 
 def _budget_miss(acc: dict[str, Any] | None, budget: dict[str, Any]) -> str | None:

@@ -232,8 +232,21 @@ def _selection_html(report: dict[str, Any]) -> str:
         lost = "<br>".join(f"{_e(o['artifact'])}: {_e(o['reason'])}" for o in r["others"]) or "-"
         chosen = f"<b>{_e(r['chosen'])}</b>" if r["chosen"] else "<span class=fail>none within budget</span>"
         rows.append([_e(r["runtime"]), chosen, _f(r.get("p50_ms")), _f(r.get("speedup")), lost])
-    return f"<h2>Selection (batch {sel.get('batch')}, accuracy budget: {_e(budget)})</h2>" + _table(
-        ["runtime", "fastest within budget", "p50 ms", "× PyTorch eager", "why the others lost"], rows, {2, 3}
+    picks = "".join(
+        f"<p>Pick for {_e(d['device'])}: <b>{_e(d['artifact'])} on {_e(d['runtime'])}</b>, "
+        f"{_f(d.get('p50_ms'))} ms"
+        + "".join(f"; {_e(o['artifact'])} on {_e(o['runtime'])} {_e(o['reason'])}" for o in d["others"])
+        + "</p>"
+        for d in sel.get("devices") or []
+    )
+    return (
+        f"<h2>Selection (batch {sel.get('batch')}, accuracy budget: {_e(budget)})</h2>"
+        + picks
+        + _table(
+            ["runtime", "fastest within budget", "p50 ms", "× PyTorch eager", "why the others lost"],
+            rows,
+            {2, 3},
+        )
     )
 
 
@@ -451,6 +464,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     sel = report.get("selection") or {}
     if sel.get("runtimes"):
         lines += [f"**Selection** (batch {sel.get('batch')}):", ""]
+        for d in sel.get("devices") or []:
+            lines.append(
+                f"- pick for {d['device']}: **{d['artifact']}** on `{d['runtime']}` {_f(d['p50_ms'])} ms"
+            )
         for r in sel["runtimes"]:
             chosen = f"**{r['chosen']}** {_f(r['p50_ms'])} ms" if r["chosen"] else "none within budget"
             sp = f" ({_f(r.get('speedup'))}× PyTorch eager)" if r.get("speedup") else ""

@@ -67,6 +67,7 @@ register("pytorch-cuda", "infercc.runtimes.torch_ref:TorchCUDA")
 register("onnxruntime-cpu", "infercc.runtimes.onnxrt:OrtCPU")
 register("onnxruntime-cuda", "infercc.runtimes.onnxrt:OrtCUDA")
 register("tensorrt", "infercc.runtimes.tensorrt:TensorRTRuntime")
+register("openvino-cpu", "infercc.openvino.runtime:OpenVINOCPU")
 
 
 def registry_target(name: str) -> str:

@@ -178,6 +178,8 @@ def bench_subject(
                     stats["h2d_ms"] = float(np.median(h2d) * 1e3)
                 entry["batches"][str(batch)] = stats
             entry["timing"] = getattr(runtime, "timing", "wall-clock")
+            if getattr(runtime, "run_settings", None):  # threads, hints, precision the runtime compiled with
+                entry["runtime_settings"] = dict(runtime.run_settings)
             entry["notes"] += list(dict.fromkeys(getattr(runtime, "notes", [])))
             used = _device_memory(runtime)
             if used is not None:

@@ -334,6 +334,8 @@ def verify_one(
     collected: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
     try:
         with opened(clock, runtime_name, path, threads=config.bench.threads, **runtime_options) as runtime:
+            if getattr(runtime, "run_settings", None):
+                entry["runtime_settings"] = dict(runtime.run_settings)
             for s in sets:
                 outputs = clock.call(runtime.infer, s.feeds)
                 point: dict[str, Any] = {}
