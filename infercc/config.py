@@ -119,6 +119,11 @@ class InputSpec(Strict):
     high: float = Field(
         1.0, description="Upper bound of seeded synthetic values (exclusive for integer inputs)."
     )
+    dim_names: dict[int, str] = Field(
+        default_factory=dict,
+        description="Names of dynamic dimensions in the ONNX graph, axis -> name (e.g. {0: batch}); "
+        "default NAME_dim<axis>.",
+    )
 
     @model_validator(mode="after")
     def _high_above_low(self) -> InputSpec:

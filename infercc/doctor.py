@@ -122,7 +122,7 @@ def render(console: Console, info: dict[str, Any]) -> None:
     console.print(f"ONNX Runtime providers: {', '.join(info['onnxruntime_providers']) or 'none'}")
     console.print(f"GPUs: {escape(', '.join(info['gpus'])) or 'none visible'}")
     for flavour in info["tensorrt_flavours"]:
-        console.print(f"TensorRT flavour: {escape(str(flavour))}")
+        console.print(f"TensorRT flavour: {escape(describe_flavour(flavour))}")
     if not info["tensorrt_flavours"]:
         console.print(
             escape(
@@ -130,3 +130,13 @@ def render(console: Console, info: dict[str, Any]) -> None:
                 "'infercc[tensorrt]' for TensorRT 10/11)"
             )
         )
+
+
+def describe_flavour(flavour: dict[str, Any]) -> str:
+    """'rtx 1.7.1.116 (tensorrt_rtx_bindings), supported; can: compute_capabilities, ...' in words, not a dict."""
+    caps = [name.replace("_", " ") for name, on in (flavour.get("capabilities") or {}).items() if on]
+    support = "supported" if flavour.get("supported") else "not supported by infercc"
+    return (
+        f"{flavour.get('family')} {flavour.get('version')} ({flavour.get('module')}), {support}; "
+        f"features: {', '.join(caps) or 'none'}"
+    )

@@ -92,14 +92,14 @@ def _render_folder(console: Console, info: dict[str, Any]) -> None:
     )
 
 
-def render_inspection(console: Console, info: dict[str, Any]) -> None:
+def render_inspection(console: Console, info: dict[str, Any], layers: bool = False) -> None:
     if info["kind"] == "folder":
         _render_folder(console, info)
         return
     if info["kind"] == "engine":
         from infercc.runtimes.tensorrt import render_engine
 
-        render_engine(console, info)
+        render_engine(console, info, show_layers=layers)
         return
     from infercc.cli.render import human_size
 
@@ -112,7 +112,9 @@ def render_inspection(console: Console, info: dict[str, Any]) -> None:
     for col in ("", "name", "dtype", "shape"):
         table.add_column(col)
     for name, io in info["io"].items():
-        dims = "x".join("?" if d is None else str(d) for d in io["dims"])
+        named = any(isinstance(d, str) for d in io["dims"])
+        shown = ["?" if d is None else str(d) for d in io["dims"]]
+        dims = f"({', '.join(shown)})" if named else "x".join(shown)
         table.add_row(io["io"], escape(name), io["dtype"], dims or "scalar")
     console.print(table)
     ops = ", ".join(f"{op} {n}" for op, n in info["op_counts"].items())

@@ -398,6 +398,13 @@ def test_inspect_cli_and_errors(
         and "profile 1: x 5x3x8x8..8x3x8x8..16x3x8x8" in out
         and "listing from: sidecar" in out
     )
+    layer_count = len(data["layers"])
+    assert f"{layer_count} layers: " in out and "(--layers lists them)" in out  # a summary, not the list
+    assert data["layers"][-1]["name"][:40] not in out
+    with pytest.raises(SystemExit) as code:
+        main(["inspect", str(engine), "--layers"])
+    listed = capsys.readouterr().out
+    assert code.value.code == 0 and data["layers"][-1]["name"][:40] in listed
 
     truncated = tmp_path / "cut" / engine.name
     truncated.parent.mkdir()

@@ -15,7 +15,14 @@ from rich.markup import escape
 
 from infercc import __version__
 from infercc.cli import options as opt
-from infercc.cli.render import RichEvents, make_console, print_error, print_json, summary_table
+from infercc.cli.render import (
+    RichEvents,
+    make_console,
+    print_error,
+    print_json,
+    result_line,
+    summary_table,
+)
 from infercc.cli.settings import Flags, load_settings
 from infercc.errors import ExitCode, InferccError, UsageError
 
@@ -65,6 +72,7 @@ def _pipeline_command(goal_name: str) -> Any:
         max_shape: opt.MaxShapeOpt = None,
         dtype: opt.DtypeOpt = None,
         val_range: opt.ValRangeOpt = None,
+        dim_name: opt.DimNameOpt = None,
         out: opt.OutOpt = None,
         out_force: opt.OutForceOpt = False,
         force: opt.ForceOpt = False,
@@ -111,6 +119,7 @@ def _pipeline_command(goal_name: str) -> Any:
             max_shape=max_shape or [],
             dtypes=dtype or [],
             val_ranges=val_range or [],
+            dim_names=dim_name or [],
             out=out,
             exporter=exporter,
             opset=opset,
@@ -217,6 +226,8 @@ def _finish(console: Any, ctx: Any, result: Any, json_out: bool, quiet: bool) ->
                 f"[dim]{', '.join(foreign)}: from another config run into the same folder; "
                 "not verified or benched by this one (use a separate --out per config).[/]"
             )
+    else:
+        console.print(escape(result_line(manifest, failures, ctx.out)))
     if result.crashes:
         raise StageError(
             f"{len(result.crashes)} runtime crash(es):\n  " + "\n  ".join(result.crashes[:20]),
@@ -256,6 +267,9 @@ for _goal, _doc in _DOCS.items():
 @app.command()
 def inspect(
     path: Path = typer.Argument(..., help="An .onnx file, a TensorRT .engine file, or an output folder."),
+    layers: bool = typer.Option(
+        False, "--layers", help="List every layer of an engine (default: a summary)."
+    ),
     json_out: opt.JsonOpt = False,
     verbose: opt.VerboseOpt = 0,
 ) -> None:
@@ -267,7 +281,7 @@ def inspect(
     if json_out:
         print_json(info)
     else:
-        render_inspection(make_console(False), info)
+        render_inspection(make_console(False), info, layers=layers)
 
 
 @app.command()

@@ -88,6 +88,15 @@ ValRangeOpt = Annotated[
         rich_help_panel=SHAPES,
     ),
 ]
+DimNameOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--dim-name",
+        help="Name of a dynamic dimension in the ONNX graph, NAME:AXIS=LABEL, e.g. images:0=batch "
+        "(default NAME_dim<AXIS>). Repeatable.",
+        rich_help_panel=SHAPES,
+    ),
+]
 OutOpt = Annotated[
     Path | None,
     typer.Option(

@@ -10,17 +10,45 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from infercc.pipeline.manifest import Manifest, StageRecord
 
 
 def make_console(json_mode: bool) -> Console:
-    """Human output: stdout normally, stderr when stdout carries JSON. Logs (not a terminal) get 120
-    columns instead of rich's 80, so tables stay one line per row in CI output."""
+    """Human output: stdout normally, stderr when stdout carries JSON. Output that is not a terminal (CI
+    logs, pipes, files) is never wrapped, and its tables are Markdown rows (LogConsole)."""
     console = Console(stderr=json_mode, highlight=False, soft_wrap=False)
-    if not console.is_terminal and console.width < 120:
-        console = Console(stderr=json_mode, highlight=False, soft_wrap=False, width=120)
+    if not console.is_terminal:
+        return LogConsole(stderr=json_mode, highlight=False, soft_wrap=True, width=120)
     return console
+
+
+class LogConsole(Console):
+    """For logs: lines stay whole however long, tables print as Markdown (one row a line, greppable)."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        objects = tuple(table_markdown(o) if isinstance(o, Table) else o for o in objects)
+        kwargs["soft_wrap"] = True
+        super().print(*objects, **kwargs)
+
+
+def _plain(cell: Any) -> str:
+    if isinstance(cell, Text):
+        return cell.plain
+    return Text.from_markup(cell).plain if isinstance(cell, str) else str(cell)
+
+
+def table_markdown(table: Table) -> Text:
+    """A rich Table as a Markdown table (title as a bold line above it)."""
+    headers = [_plain(c.header) or " " for c in table.columns]
+    columns = [[_plain(cell).replace("|", "\\|") for cell in c.cells] for c in table.columns]
+    lines = [f"**{_plain(table.title)}**", ""] if table.title else []
+    lines.append("| " + " | ".join(headers) + " |")
+    lines.append("|" + "|".join("---:" if c.justify == "right" else "---" for c in table.columns) + "|")
+    for row in zip(*columns, strict=True):
+        lines.append("| " + " | ".join(cell or " " for cell in row) + " |")
+    return Text("\n".join(lines))
 
 
 def human_size(size: int | None) -> str:
@@ -110,7 +138,8 @@ class RichEvents:
 def stage_brief(record: StageRecord) -> str:
     m = record.metrics
     if record.name == "export":
-        return f"{m.get('exporter')} exporter, {m.get('nodes')} nodes, parity OK at {', '.join(m.get('shapes_checked', {}))}"
+        fallback = "".join(f" (after {reason})" for reason in m.get("fallback_reasons") or [])
+        return f"{m.get('exporter')} exporter{fallback}, {m.get('nodes')} nodes, parity OK at {', '.join(m.get('shapes_checked', {}))}"
     if record.name == "simplify":
         return f"{m.get('tool')}: {m.get('nodes_before')} -> {m.get('nodes_after')} nodes"
     if record.name == "verify":
@@ -242,6 +271,32 @@ def _latency_by_artifact(bench: StageRecord | None) -> dict[str, str]:
         if result["artifact"] not in best or p50 < best[result["artifact"]][0]:
             best[result["artifact"]] = (p50, text)
     return {name: text for name, (_, text) in best.items()}
+
+
+def result_line(manifest: Manifest, failures: list[str], out: Any) -> str:
+    """The -q result: status, this config's artifacts, the fastest at batch 1, where they are."""
+    foreign = set(manifest.foreign_artifacts())
+    names = [
+        a.name
+        for a in manifest.artifacts().values()
+        if a.kind in ("onnx", "engine") and a.name not in foreign
+    ]
+    status = f"FAILED ({len(failures)} verification failure(s))" if failures else "ok"
+    verify = manifest.stages.get("verify")
+    checked = " verified" if verify is not None and verify.status == "done" and not failures else ""
+    line = f"{status}: {', '.join(names) or 'no artifacts'}{checked}"
+    latency = {k: v for k, v in _latency_by_artifact(manifest.stages.get("bench")).items() if k in names}
+    if latency:
+        fastest = min(latency, key=lambda k: _ms(latency[k]))
+        line += f"; fastest {fastest} {Text.from_markup(latency[fastest]).plain}"
+    return f"{line}; in {out}"
+
+
+def _ms(text: str) -> float:
+    try:
+        return float(text.split(" ms", 1)[0])
+    except ValueError:
+        return float("inf")
 
 
 def print_json(document: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ class Flags:
     max_shape: list[str] = field(default_factory=list)
     dtypes: list[str] = field(default_factory=list)  # NAME:int64
     val_ranges: list[str] = field(default_factory=list)  # NAME:[LOW,HIGH]
+    dim_names: list[str] = field(default_factory=list)  # NAME:AXIS=LABEL
     out: Path | None = None
     exporter: str | None = None
     opset: int | None = None
@@ -183,6 +184,10 @@ def _apply_flags(data: dict[str, Any], flags: Flags) -> None:
     for spec in split_specs(flags.dtypes):
         name, _, dtype = spec.rpartition(":")
         data.setdefault("inputs", {}).setdefault(name or UNNAMED, {})["dtype"] = dtype.strip().lower()
+    for spec in split_specs(flags.dim_names):
+        name, axis, label = _parse_dim_name(spec)
+        entry = data.setdefault("inputs", {}).setdefault(name or UNNAMED, {})
+        entry.setdefault("dim_names", {})[axis] = label
     for spec in split_specs(flags.val_ranges):
         name, low, high = _parse_range(spec)
         entry = data.setdefault("inputs", {}).setdefault(name or UNNAMED, {})
@@ -223,6 +228,16 @@ def _apply_flags(data: dict[str, Any], flags: Flags) -> None:
                 f"--set {item!r}: the value is not valid YAML ({exc.__class__.__name__})."
             ) from None
         _set(data, key.strip(), value)
+
+
+def _parse_dim_name(spec: str) -> tuple[str, int, str]:
+    match = re.fullmatch(r"\s*(?:(.+):)?\s*(\d+)\s*=\s*([A-Za-z_][A-Za-z0-9_]*)\s*", spec)
+    if not match:
+        raise UsageError(
+            f"--dim-name {spec!r}: expected NAME:AXIS=LABEL, e.g. images:0=batch.",
+            hint="LABEL is an identifier (letters, digits, _); AXIS counts from 0.",
+        )
+    return (match.group(1) or "").strip(), int(match.group(2)), match.group(3)
 
 
 def _parse_range(spec: str) -> tuple[str, float, float]:

@@ -366,7 +366,14 @@ def _inspect_loaded(path: Path) -> dict[str, Any] | None:
         }
 
 
-def render_engine(console: Any, info: dict[str, Any]) -> None:
+def _tally(layers: list[dict[str, Any]], key: str) -> str:
+    counts: dict[str, int] = {}
+    for layer in layers:
+        counts[str(layer.get(key))] = counts.get(str(layer.get(key)), 0) + 1
+    return ", ".join(f"{name} {n}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "-"
+
+
+def render_engine(console: Any, info: dict[str, Any], show_layers: bool = False) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -407,12 +414,21 @@ def render_engine(console: Any, info: dict[str, Any]) -> None:
             dims = "x".join("?" if d is None or d < 0 else str(d) for d in t["shape"])
             table.add_row(kind[:-1], escape(t["name"]), str(t["dtype"]), dims or "scalar")
     console.print(table)
-    layers = Table(show_edge=False, pad_edge=False, title=f"{len(info.get('layers', []))} layers")
-    for col in ("#", "name", "type", "precision"):
-        layers.add_column(col)
-    for i, layer in enumerate(info.get("layers", [])):
-        layers.add_row(str(i), escape(str(layer["name"]))[:80], str(layer["type"]), str(layer["precision"]))
-    console.print(layers)
+    all_layers = info.get("layers", [])
+    if show_layers:
+        layers = Table(show_edge=False, pad_edge=False, title=f"{len(all_layers)} layers")
+        for col in ("#", "name", "type", "precision"):
+            layers.add_column(col)
+        for i, layer in enumerate(all_layers):
+            layers.add_row(
+                str(i), escape(str(layer["name"]))[:80], str(layer["type"]), str(layer["precision"])
+            )
+        console.print(layers)
+    else:
+        console.print(f"{len(all_layers)} layers: {escape(_tally(all_layers, 'type'))}")
+        console.print(
+            f"  precision: {escape(_tally(all_layers, 'precision'))}  [dim](--layers lists them)[/]"
+        )
     console.print(f"listing from: {escape(info['listing_source'])}")
     if info.get("problem"):
         console.print(f"[yellow]cannot load here:[/] {escape(info['problem'])}")

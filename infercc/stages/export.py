@@ -21,6 +21,7 @@ import numpy as np
 
 from infercc.config import Exporter, Tolerance
 from infercc.data.synthetic import Feeds, synthetic_feed
+from infercc.dimnames import name_dynamic_dims, wanted_names
 from infercc.errors import InferccError, StageError, UsageError, VerificationFailed
 from infercc.fsutil import atomic_path
 from infercc.lazy import require
@@ -65,7 +66,7 @@ def describe_point(point: ShapePoint) -> str:
 
 class ExportStage:
     name = "export"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: dynamic dimensions named <input>_dim<axis> or by --dim-name
     portable: ClassVar[bool] = (
         True  # its outputs do not depend on this machine: --cache shares them across hosts
     )
@@ -110,6 +111,7 @@ class ExportStage:
                 with atomic_path(final) as tmp:
                     _run_exporter(torch, module, ctx, exporter, output_names, tmp)
                     _infer_shapes(tmp)
+                    name_dynamic_dims(tmp, _dim_names(ctx))
                     parity = _parity(ctx, tmp, points, feeds, references, tolerance)
                     if not parity.ok:
                         shutil.copyfile(tmp, ctx.path(REJECTED_FILE))
@@ -149,6 +151,23 @@ class ExportStage:
         raise _export_failure(attempts, ctx)
 
 
+def _dim_names(ctx: RunContext) -> dict[str, dict[int, str]]:
+    """input -> dynamic axis -> its name in the graph; a name for a static axis is a usage error."""
+    chosen: dict[str, dict[int, str]] = {}
+    for name in ctx.input_names:
+        names = ctx.config.inputs[name].dim_names
+        dynamic = ctx.shape_ranges[name].dynamic_axes
+        for axis in names:
+            if axis not in dynamic:
+                raise UsageError(
+                    f"--dim-name {name}:{axis}={names[axis]}: dimension {axis} of {name} is static "
+                    f"({ctx.shape_ranges[name].describe()}); only dynamic dimensions have names.",
+                    hint="Give it a range with --min-shape/--max-shape, or drop the name.",
+                )
+        chosen[name] = dict(names)
+    return wanted_names({n: ctx.shape_ranges[n].dynamic_axes for n in ctx.input_names}, chosen)
+
+
 class _ExporterFailed(Exception):
     """The exporter raised or wrote an invalid graph: the next exporter gets a try."""
 
@@ -177,13 +196,52 @@ def _exporter_order(choice: Exporter) -> list[Exporter]:
     return [choice]
 
 
+_EXPORT_STEPS = {"1/3": "torch.export", "2/3": "conversion to ONNX", "3/3": "ONNX checks"}
+# lines of torch's error text that say what to do in general, not what went wrong
+_BOILERPLATE = (
+    "Next steps",
+    "- ",
+    "⬆",
+    "(Refer to",
+    "consider using",
+    "For more",
+    "For extended",
+    "For C++",
+    "If you suspect",
+    "Caused by:",
+    "Traceback",
+    "File ",
+)
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    for line in text.splitlines():
-        line = re.sub(r"\x1b\[[0-9;]*m", "", line).strip()
-        if line and not line.startswith(("Traceback", "File ")):
-            return f"{type(exc).__name__}: {line[:300]}"
-    return type(exc).__name__
+    """The cause in one line: torch's exporter wraps it in 'This is step N/3 ... Next steps:' text whose
+    first line says nothing; the exception summary (or the innermost cause) says what went wrong."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    step = re.search(r"This is step (\d/\d)", text)
+    if "## Exception summary" in text:
+        line = _meaningful(text.split("## Exception summary", 1)[1])
+    else:
+        root = exc
+        while root.__cause__ is not None and root.__cause__ is not root:
+            root = root.__cause__
+        line = _meaningful(re.sub(r"\x1b\[[0-9;]*m", "", str(root)))
+        line = f"{type(root).__name__}: {line}" if line else type(root).__name__
+    line = re.sub(r"^<class '(?:[\w.]*\.)?(\w+)'>:", r"\1:", line or type(exc).__name__)
+    where = re.search(r'The following call raised this error:\s*File "([^"]+)", line (\d+)', text)
+    if where:
+        line += f" (at {Path(where.group(1)).name}:{where.group(2)})"
+    if step:
+        line = f"{_EXPORT_STEPS.get(step.group(1), 'step ' + step.group(1))} failed: {line}"
+    return line[:400]
+
+
+def _meaningful(text: str) -> str:
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not line.startswith(_BOILERPLATE):
+            return line
+    return ""
 
 
 def _export_failure(attempts: list[str], ctx: RunContext) -> InferccError:
@@ -253,12 +311,23 @@ def _reinfer_output_shapes(path: Path) -> None:
     if path.with_name(path.name + ".data").exists():
         return
     del model.graph.value_info[:]
+    declared = {o.name: [d.dim_param for d in o.type.tensor_type.shape.dim] for o in model.graph.output}
     for output in model.graph.output:
         output.type.tensor_type.ClearField("shape")
     try:
         model = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception:
         return
+    for output in model.graph.output:  # where inference gives up (unk__N), the exporter's symbol stays
+        symbols = declared.get(output.name) or []
+        dims = output.type.tensor_type.shape.dim
+        if len(symbols) == len(dims):
+            for dim, symbol in zip(dims, symbols, strict=True):
+                unknown = not dim.HasField("dim_value") and (
+                    not dim.dim_param or dim.dim_param.startswith("unk__")
+                )
+                if symbol and unknown:
+                    dim.dim_param = symbol
     onnx.save(model, str(path))
 
 
@@ -279,7 +348,8 @@ def _export(
     args = tuple(torch.from_numpy(np.ascontiguousarray(feed[n])) for n in ctx.input_names)
     opset = ctx.config.export.opset
     quiet = contextlib.redirect_stdout(io.StringIO())
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    for logger in ("torch.onnx", "torch.fx", "torch.export", "torch._export", "torch._dynamo"):
+        logging.getLogger(logger).setLevel(logging.ERROR)  # a failed attempt is reported in one line
     with warnings.catch_warnings(), quiet, contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         if exporter is Exporter.dynamo:
