@@ -159,6 +159,12 @@ CASES = [
         ["truncated or corrupt"],
     ),
     (
+        "weights_python_source",
+        ["--model", CNN, "--shape", "x:1x3x32x32", "--weights", CNN.split(":")[0]],
+        2,
+        ["is Python source, not a state dict saved with torch.save", "--model file.py:factory"],
+    ),
+    (
         "weights_pickled",
         ["--model", CNN, "--shape", "x:1x3x32x32", "--weights", "{f[pickled_model.pt]}"],
         2,

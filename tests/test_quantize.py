@@ -107,6 +107,7 @@ def test_int8_and_fp16_artifacts_fallback_and_cache(work, cli):
     assert int8["size_bytes"] == (out / "model.int8.onnx").stat().st_size and int8["quantize_linear"] > 0
     notes = " ".join(stages["quantize-int8"]["notes"])
     assert f"kept {sensitive} (Conv) in FP32" in notes
+    assert f"2 layer(s) kept FP32: {kept[0]}, {kept[1]}" in stages["quantize-int8"]["notes"]  # all named
     # the ONNX Runtime form: uint8 activations
     qmodel = onnx.load(str(out / "model.int8.onnx"))
     zero_points = {

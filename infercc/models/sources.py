@@ -320,9 +320,32 @@ def _torch_load(path: Path, allow_pickle: bool, torch: Any, what: str) -> Any:
         ) from exc
 
 
+def _check_torch_file(path: Path) -> None:
+    """torch.save writes a zip archive (or, in old files, a pickle): anything else is the wrong file, and
+    torch.load would call it a pickle problem."""
+    with path.open("rb") as f:
+        head = f.read(512)
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return
+    kind = "an ONNX model" if path.suffix.lower() == ".onnx" else None
+    if kind is None and head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        kind = (
+            "Python source"
+            if path.suffix == ".py" or b"import " in head or b"def " in head
+            else "a text file"
+        )
+    if kind is None:
+        kind = "empty" if not head else "not a file written by torch.save"
+    raise UsageError(
+        f"Weights file {path} is {kind}, not a state dict saved with torch.save.",
+        hint="--weights takes torch.save(model.state_dict(), PATH); the model's code goes to --model file.py:factory.",
+    )
+
+
 def _load_weights(model: Any, path: Path, allow_pickle: bool, torch: Any) -> None:
     if not path.is_file():
         raise UsageError(f"Weights file {path} does not exist.")
+    _check_torch_file(path)
     state = _torch_load(path, allow_pickle, torch, what="weights file")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

@@ -148,6 +148,7 @@ def _bench_section(record: Any) -> dict[str, Any] | None:
             "errors",
             "overhead",
             "flops_per_item",
+            "timed_shapes",
         )
     }
 

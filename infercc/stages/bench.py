@@ -315,7 +315,8 @@ class BenchStage:
                 "crashes": [e["crashed"] for e in entries if e.get("crashed")],
                 "overhead": overhead,
                 "flops_per_item": flops,
-                "brief": _brief(entries, sizes),
+                "timed_shapes": timed_shapes(feeds_by_batch),
+                "brief": _brief(entries, sizes, timed_shapes(feeds_by_batch)),
             },
             notes=notes,
         )
@@ -376,7 +377,15 @@ def model_flops(module: Any, feed: dict[str, np.ndarray], input_names: list[str]
         return None
 
 
-def _brief(entries: list[dict[str, Any]], sizes: list[int]) -> str:
+def timed_shapes(feeds_by_batch: dict[int, dict[str, np.ndarray]]) -> dict[str, dict[str, str]]:
+    """batch -> input -> the shape timed (the opt shape with its first axis set to the batch)."""
+    return {
+        str(b): {n: "x".join(map(str, v.shape)) or "scalar" for n, v in feed.items()}
+        for b, feed in feeds_by_batch.items()
+    }
+
+
+def _brief(entries: list[dict[str, Any]], sizes: list[int], shapes: dict[str, dict[str, str]]) -> str:
     batch = str(sizes[0])
     parts = []
     for e in entries:
@@ -386,4 +395,6 @@ def _brief(entries: list[dict[str, Any]], sizes: list[int]) -> str:
             parts.append(
                 f"{e['artifact']}@{e['runtime'].replace('onnxruntime', 'ort')} {s['p50_ms']:.3g} ms{ratio}"
             )
-    return f"batch {batch}: " + ", ".join(parts) if parts else "nothing timed"
+    timed = ", ".join(f"{n} {dims}" for n, dims in shapes.get(batch, {}).items())
+    swept = f"; batch sweep {', '.join(map(str, sizes))} at the same other dims" if len(sizes) > 1 else ""
+    return f"{timed}{swept}: " + ", ".join(parts) if parts else "nothing timed"

@@ -457,6 +457,8 @@ class Int8Stage:
             info, figures, outputs = quantize()
             ok, misses = meets(figures, top1_budget, cos_budget)
             notes.append(f"kept the best fallback set ({len(fallback)} layers in FP32)")
+        if fallback:  # a pick can keep several nodes (its activation unit): name every one
+            notes.append(f"{len(fallback)} layer(s) kept FP32: {', '.join(fallback)}")
         trace = None
         if figures["non_finite"]:
             trace = first_non_finite(out, fp32, outputs.batches, threads=threads)
