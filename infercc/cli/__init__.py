@@ -227,7 +227,7 @@ def _finish(console: Any, ctx: Any, result: Any, json_out: bool, quiet: bool) ->
                 "not verified or benched by this one (use a separate --out per config).[/]"
             )
     else:
-        console.print(escape(result_line(manifest, failures, ctx.out)))
+        console.print(escape(result_line(manifest, failures, ctx.out, crashes=len(result.crashes))))
     if result.crashes:
         raise StageError(
             f"{len(result.crashes)} runtime crash(es):\n  " + "\n  ".join(result.crashes[:20]),

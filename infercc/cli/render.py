@@ -273,7 +273,7 @@ def _latency_by_artifact(bench: StageRecord | None) -> dict[str, str]:
     return {name: text for name, (_, text) in best.items()}
 
 
-def result_line(manifest: Manifest, failures: list[str], out: Any) -> str:
+def result_line(manifest: Manifest, failures: list[str], out: Any, crashes: int = 0) -> str:
     """The -q result: status, this config's artifacts, the fastest at batch 1, where they are."""
     foreign = set(manifest.foreign_artifacts())
     names = [
@@ -281,9 +281,11 @@ def result_line(manifest: Manifest, failures: list[str], out: Any) -> str:
         for a in manifest.artifacts().values()
         if a.kind in ("onnx", "engine") and a.name not in foreign
     ]
-    status = f"FAILED ({len(failures)} verification failure(s))" if failures else "ok"
+    problems = [f"{len(failures)} verification failure(s)"] if failures else []
+    problems += [f"{crashes} runtime crash(es)"] if crashes else []
+    status = f"FAILED ({', '.join(problems)})" if problems else "ok"
     verify = manifest.stages.get("verify")
-    checked = " verified" if verify is not None and verify.status == "done" and not failures else ""
+    checked = " verified" if verify is not None and verify.status == "done" and not problems else ""
     line = f"{status}: {', '.join(names) or 'no artifacts'}{checked}"
     latency = {k: v for k, v in _latency_by_artifact(manifest.stages.get("bench")).items() if k in names}
     if latency:
