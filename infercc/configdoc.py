@@ -65,7 +65,23 @@ def markdown_reference() -> str:
         "",
     ]
     _section(lines, "top level", CompileConfig, "")
+    _matrix_reference(lines)
     return "\n".join(lines) + "\n"
+
+
+def _matrix_reference(lines: list[str]) -> None:
+    """The matrix file of `infercc matrix` (infercc/matrix/spec.py)."""
+    from infercc.matrix.spec import MatrixConfig
+
+    lines += [
+        "# Matrix file reference (`infercc matrix MATRIX.yaml`)",
+        "",
+        "Generated from `infercc/matrix/spec.py`. Each model entry is a compile config as above (inline, or the "
+        "path of a file); each job is that config with `defaults` under it and one precision and one target "
+        "from the axes. Guide: [cluster.md](cluster.md).",
+        "",
+    ]
+    _section(lines, "matrix", MatrixConfig, "")
 
 
 def _section(lines: list[str], title: str, model: type[BaseModel], prefix: str) -> None:

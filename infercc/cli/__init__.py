@@ -265,6 +265,64 @@ for _goal, _doc in _DOCS.items():
 
 
 @app.command()
+def matrix(
+    matrix_file: Path = typer.Argument(
+        ..., metavar="MATRIX.yaml", help="Matrix file: models x precisions x targets (see docs/config.md)."
+    ),
+    out: opt.OutOpt = None,
+    cache: opt.CacheOpt = None,
+    ray: opt.RayOpt = None,
+    jobs: opt.JobsOpt = None,
+    force: opt.ForceOpt = False,
+    json_out: opt.JsonOpt = False,
+    verbose: opt.VerboseOpt = 0,
+    quiet: opt.QuietOpt = False,
+) -> None:
+    """Compile models x precisions x targets: one compile job per combination, on a local process pool or a
+    Ray cluster; writes matrix.json and matrix.html (rows models, columns targets).
+
+    Jobs that finished in an earlier run with the same config are not run again (--force runs them).
+    Exit codes: 0 every job ok, 1 the failing jobs failed verification only, 4 any other job failed,
+    2 a bad matrix file (no job runs)."""
+    from infercc.cli.render import MatrixProgress, matrix_table
+    from infercc.matrix.run import run_matrix
+    from infercc.matrix.spec import expand_jobs, load_matrix
+    from infercc.matrix.summary import SUMMARY_HTML, build_summary
+
+    console = make_console(json_out)
+    spec = load_matrix(matrix_file)
+    total = len(expand_jobs(spec, matrix_file, out))
+    with MatrixProgress(console, total, quiet=quiet, verbose=verbose) as events:
+        run = run_matrix(spec, matrix_file, events, out, cache, ray, jobs, force)
+    summary = build_summary(run)
+    if json_out:
+        print_json(
+            {k: summary[k] for k in ("status", "exit_code", "out", "backend", "wall_s", "jobs_s", "cache")}
+            | {
+                "cache": run.cache_counts(),
+                "cache_url": run.cache_url,
+                "jobs": summary["jobs"],
+                "cells": summary["cells"],
+            }
+        )
+    elif not quiet:
+        console.print()
+        console.print(matrix_table(summary))
+        console.print(f"summary: {Path(run.out) / SUMMARY_HTML}")
+    code = run.exit_code()
+    if code:
+        failed = run.failed
+        print_error(
+            None,
+            f"{len(failed)} of {len(run.jobs)} job(s) failed: "
+            + ", ".join(j.id for j in failed[:5])
+            + (" ..." if len(failed) > 5 else ""),
+            "Each failed cell's error is in matrix.json / matrix.html.",
+        )
+        raise typer.Exit(int(code))
+
+
+@app.command()
 def inspect(
     path: Path = typer.Argument(..., help="An .onnx file, a TensorRT .engine file, or an output folder."),
     layers: bool = typer.Option(

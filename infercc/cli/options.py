@@ -295,3 +295,21 @@ CacheOpt = Annotated[
         rich_help_panel=PIPELINE,
     ),
 ]
+RayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        metavar="ADDRESS",
+        help="Run each job as a Ray task on the cluster at ADDRESS (e.g. 127.0.0.1:6379, or auto). "
+        "Needs infercc[cluster]. Default: a local process pool.",
+    ),
+]
+JobsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs",
+        "-j",
+        min=1,
+        help="Local pool: jobs at once (default: cores / cpus_per_job, at most the jobs).",
+    ),
+]

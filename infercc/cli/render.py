@@ -312,3 +312,77 @@ def print_error(console: Console, message: str, hint: str | None) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     if hint:
         err.print(f"  [dim]hint:[/] {escape(hint)}", soft_wrap=True)
+
+
+class MatrixProgress:
+    """Progress of `infercc matrix`: one line per job as it starts (with -v) and as it finishes."""
+
+    def __init__(self, console: Console, total: int, quiet: bool = False, verbose: int = 0) -> None:
+        self.console, self.total, self.quiet, self.verbose = console, total, quiet, verbose
+        self.done = 0
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+
+    def __enter__(self) -> MatrixProgress:
+        if not self.quiet and self.console.is_terminal:
+            self.progress = Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=self.console
+            )
+            self.progress.start()
+            self.task = self.progress.add_task(f"jobs 0/{self.total}", total=self.total)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def job_started(self, job: Any) -> None:
+        if self.verbose and not self.quiet:
+            self.console.print(f"[dim]… {escape(job.id)} started[/]")
+
+    def job_finished(self, result: Any) -> None:
+        self.done += 1
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, completed=self.done, description=f"jobs {self.done}/{self.total}")
+        if self.quiet:
+            return
+        where = f"{len(result.ran)} ran, {len(result.restored)} from cache, {len(result.cached)} up to date"
+        retried = f", {result.attempts} attempts" if (result.attempts or 1) > 1 else ""
+        if result.status == "ok":
+            self.console.print(
+                f"[green]✓[/] {escape(result.id):<40} {result.seconds:6.1f} s  {where}{retried}"
+            )
+        else:
+            self.console.print(
+                f"[red]✗[/] {escape(result.id):<40} {result.seconds:6.1f} s  exit {result.exit_code}: "
+                f"{escape(str(result.error))}{retried}",
+                soft_wrap=True,
+            )
+
+
+def matrix_table(summary: dict[str, Any]) -> Table:
+    """Rows models, columns targets: the selected artifact, its speed-up and accuracy, or the failure."""
+    table = Table(title="matrix", show_lines=True)
+    table.add_column("model")
+    for target in summary["targets"]:
+        table.add_column(target)
+    cells = {(c["model"], c["target"]): c for c in summary["cells"]}
+    for model in summary["models"]:
+        table.add_row(model, *(_matrix_cell(cells.get((model, t))) for t in summary["targets"]))
+    return table
+
+
+def _matrix_cell(cell: dict[str, Any] | None) -> str:
+    if cell is None:
+        return "-"
+    lines = ["[green]ok[/]" if cell["status"] == "ok" else "[red]failed[/]"]
+    sel = cell.get("selected")
+    if sel:
+        acc = sel.get("accuracy") or {}
+        speed = f"{sel['speedup']:.2f}x" if sel.get("speedup") is not None else "-"
+        cosine = f", cos {acc['cosine']:.5f}" if isinstance(acc.get("cosine"), float) else ""
+        lines.append(f"{escape(str(sel['artifact']))} on {escape(str(sel.get('runtime')))}: {speed}{cosine}")
+    elif cell["status"] == "ok":
+        lines.append("[dim]no timed artifact[/]")
+    lines += [f"[red]{escape(f['job'].split('/')[-1])}: exit {f['exit_code']}[/]" for f in cell["failures"]]
+    return "\n".join(lines)
