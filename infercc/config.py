@@ -155,7 +155,9 @@ class ModelConfig(Strict):
         DEFAULT_MODEL,
         description=(
             "Model spec: path/to/file.py:factory, package.module:factory, a TorchScript (.pt/.ts) or "
-            "torch.export (.pt2) file, an .onnx file (export is skipped), torchvision:NAME or timm:NAME."
+            "torch.export (.pt2) file, an .onnx file (export is skipped), torchvision:NAME or timm:NAME. "
+            "A config names code that runs, as a Makefile does: the file or module is imported and the factory "
+            "called. Specs naming the standard library or infercc itself are refused."
         ),
     )
     kwargs: dict[str, Any] = Field(

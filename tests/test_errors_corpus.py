@@ -122,6 +122,45 @@ CASES = [
         ["unexpected keyword argument 'bogus'", "--model-arg"],
     ),
     (
+        "import_calls_exit_0",
+        ["--model", "tests/corpus/models/exits_on_import.py:make", "--shape", "x:1x4"],
+        2,
+        ["exits_on_import.py called sys.exit(0) while being imported"],
+    ),
+    (
+        "factory_calls_exit_0",
+        ["--model", f"{BAD}:exits_in_factory", "--shape", "x:1x4"],
+        2,
+        ["exits_in_factory called sys.exit(0) while building the model"],
+    ),
+    (
+        "factory_exit_3_is_not_missing_runtime",
+        ["--model", f"{BAD}:exits_with_3", "--shape", "x:1x4"],
+        2,
+        ["called sys.exit(3)"],
+    ),
+    (
+        "forward_calls_exit_0",
+        ["--model", f"{BAD}:exits_in_forward", "--shape", "x:1x4"],
+        2,
+        ["forward called sys.exit(0) while running on the"],
+    ),
+    ("forward_returns_none", ["--model", f"{BAD}:returns_none", "--shape", "x:1x4"], 2, ["returned None"]),
+    (
+        "source_is_stdlib_shell",
+        ["--model", "subprocess:getoutput", "--model-arg", "cmd=touch INFERCC-PWNED", "--shape", "x:1x4"],
+        2,
+        ["'subprocess', a module of the Python standard library"],
+    ),
+    ("source_is_stdlib_dotted", ["--model", "os.path:join", "--shape", "x:1x4"], 2, ["standard library"]),
+    ("source_is_infercc", ["--model", "infercc.cli:main", "--shape", "x:1x4"], 2, ["part of infercc itself"]),
+    (
+        "source_is_stdlib_file",
+        ["--model", f"{__import__('subprocess').__file__}:getoutput", "--shape", "x:1x4"],
+        2,
+        ["a file of the Python standard library"],
+    ),
+    (
         "module_missing",
         ["--model", "no_such_pkg.models:make"],
         2,
@@ -290,6 +329,36 @@ def test_model_shape_onnx_environment_corpus(
         for stage in json.loads(manifest.read_text())["stages"].values():
             for art in stage["outputs"] if stage["status"] == "done" else []:
                 assert (tmp_path / "out" / art["path"]).is_file()
+
+
+def test_sys_argv_is_the_model_file_during_import(cli, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
+    model = ROOT / "tests" / "corpus" / "models" / "argv_at_import.py"
+    result = cli("export", "--model", f"{model}:make", "--shape", "x:1x4", "--out", tmp_path, "-q")
+    assert result.code == 0, result.text
+    assert_clean(result.text)
+
+
+def test_exit_in_user_code_through_a_real_subprocess_with_json(tmp_path: Path) -> None:
+    """sys.exit(0) in a model file: exit 2, and --json still prints its error document."""
+    model = "tests/corpus/models/exits_on_import.py:make"
+    result = run_subprocess("export", "--model", model, "--shape", "x:1x4", "--out", tmp_path, "--json")
+    assert result.code == 2, result.text
+    document = result.json()
+    assert document["status"] == "error" and "called sys.exit(0) while being imported" in document["error"]
+    assert_clean(result.text)
+
+
+def test_a_config_naming_a_shell_runs_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    marker = tmp_path / "PWNED"
+    config.write_text(
+        f"model:\n  source: subprocess:getoutput\n  kwargs:\n    cmd: touch {marker}\ninputs:\n  x:\n    shape: 1x4\n"
+    )
+    result = run_subprocess("compile", config, "--out", tmp_path / "out", timeout=120)
+    assert result.code == 2 and "standard library" in result.err, result.text
+    assert not marker.exists()
+    assert_clean(result.text)
 
 
 def test_model_errors_through_a_real_subprocess(tmp_path: Path) -> None:

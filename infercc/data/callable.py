@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from infercc.errors import UsageError
 from infercc.fsutil import sha256_bytes
+from infercc.models.boundary import refuse_file, refuse_module, user_code
 
 if TYPE_CHECKING:
     from infercc.config import DataSource
@@ -32,14 +33,18 @@ def resolve(spec: str) -> Callable[..., Any]:
                     f"Data source {spec}: {path} does not exist.",
                     hint="Check the path (relative to the current folder).",
                 )
+            refuse_file(path, spec, what="data source")
             name = f"infercc_data_{sha256_bytes(str(path.resolve()).encode())[:12]}"
             module_spec = importlib.util.spec_from_file_location(name, path)
             assert module_spec is not None and module_spec.loader is not None
             module = importlib.util.module_from_spec(module_spec)
             sys.modules[name] = module
-            module_spec.loader.exec_module(module)
+            with user_code(f"The data file {path}", "being imported", argv0=path):
+                module_spec.loader.exec_module(module)
         else:
-            module = importlib.import_module(target)
+            refuse_module(target, spec, what="data source")
+            with user_code(f"The data module {target}", "being imported", argv0=target):
+                module = importlib.import_module(target)
     except UsageError:
         raise
     except Exception as exc:
@@ -72,12 +77,13 @@ def items(spec: str, source: DataSource, role: str) -> tuple[list[Item], str]:
     fn = resolve(spec)
     fingerprint = source_fingerprint(spec, fn)
     try:
-        produced = fn()
-        batches = []
-        for batch in produced:
-            batches.append(batch)
-            if len(batches) >= source.samples:
-                break
+        with user_code(f"The data source {spec}", "producing batches"):
+            produced = fn()
+            batches = []
+            for batch in produced:
+                batches.append(batch)
+                if len(batches) >= source.samples:
+                    break
     except TypeError as exc:
         raise UsageError(
             f"Data source {spec}: calling it failed: {exc}.",

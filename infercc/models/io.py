@@ -13,6 +13,14 @@ def flatten_outputs(result: Any, names: list[str] | None = None) -> dict[str, An
     """
     leaves: list[tuple[str, Any]] = []
     _collect(result, "output", leaves)
+    if not leaves:
+        from infercc.errors import UsageError
+
+        shown = "None" if result is None else f"a {type(result).__name__} with no tensors in it"
+        raise UsageError(
+            f"The model's forward returned {shown}; infercc needs at least one output tensor.",
+            hint="Return the output tensor(s) from forward() (a tensor, a tuple/list or a dict of tensors).",
+        )
     if len(leaves) == 1 and leaves[0][0].startswith("output"):
         leaves = [("output", leaves[0][1])]
     if names:

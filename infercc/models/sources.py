@@ -22,6 +22,7 @@ from infercc.config import ModelConfig
 from infercc.errors import UsageError
 from infercc.fsutil import sha256_bytes, sha256_file, sha256_json
 from infercc.lazy import require, version_of
+from infercc.models.boundary import refuse_file, refuse_module, user_code
 
 
 class SourceKind(StrEnum):
@@ -73,7 +74,9 @@ def parse_source(spec: str) -> ModelSource:
                 raise UsageError(
                     f"Model file {path} does not exist.", hint="Check the path before ':' in --model."
                 )
+            refuse_file(path, spec)
             return ModelSource(SourceKind.file_factory, spec, path=path, factory=factory)
+        refuse_module(where, spec)
         return ModelSource(SourceKind.module_factory, spec, target=where, factory=factory)
     path = Path(spec)
     if not path.exists():
@@ -150,7 +153,8 @@ def _on_sys_path(folder: Path):
 def load_module(source: ModelSource, config: ModelConfig) -> Any:
     """Build the nn.Module for a source (not for ONNX sources). Loads weights if configured."""
     torch = require("torch", "loading PyTorch models")
-    model = _build(source, config, torch)
+    with user_code(f"The model {source.spec}", "being built"):
+        model = _build(source, config, torch)
     if not isinstance(model, torch.nn.Module):
         raise UsageError(
             f"--model {source.spec} returned a {type(model).__name__}, not a torch.nn.Module.",
@@ -168,7 +172,8 @@ def _build(source: ModelSource, config: ModelConfig, torch: Any) -> Any:
     if source.kind in (SourceKind.file_factory, SourceKind.module_factory):
         factory = _resolve_factory(source)
         try:
-            return factory(**config.kwargs)
+            with user_code(f"The model factory {source.spec}", "building the model"):
+                return factory(**config.kwargs)
         except TypeError as exc:
             if "argument" in str(exc):
                 raise UsageError(
@@ -243,8 +248,11 @@ def _resolve_factory(source: ModelSource) -> Any:
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         try:
-            with _on_sys_path(path.parent):
+            with _on_sys_path(path.parent), user_code(f"The model file {path}", "being imported", argv0=path):
                 spec.loader.exec_module(module)
+        except UsageError:
+            sys.modules.pop(module_name, None)
+            raise
         except Exception as exc:
             sys.modules.pop(module_name, None)
             raise UsageError(
@@ -252,12 +260,15 @@ def _resolve_factory(source: ModelSource) -> Any:
             ) from exc
     else:
         try:
-            with _on_sys_path(Path.cwd()):
+            who = f"The model module {source.target}"
+            with _on_sys_path(Path.cwd()), user_code(who, "being imported", argv0=source.target):
                 module = importlib.import_module(source.target or "")
         except ModuleNotFoundError as exc:
             raise UsageError(
                 f"Cannot import module {source.target!r}: {exc}", hint="Check --model package.module:factory."
             ) from exc
+        except UsageError:
+            raise
         except Exception as exc:
             raise UsageError(f"Importing {source.target} failed: {type(exc).__name__}: {exc}") from exc
     factory = getattr(module, source.factory or "", None)

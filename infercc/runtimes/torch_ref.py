@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from infercc.errors import MissingRuntimeError, StageError
+from infercc.errors import MissingRuntimeError, StageError, UsageError
 from infercc.lazy import is_installed, require, version_of
 from infercc.models.io import flatten_outputs
 from infercc.runtimes.base import RuntimeStatus, TensorSpec, time_loop
@@ -61,13 +61,17 @@ class TorchCPU:
         return [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device) for n in self.input_names]
 
     def _forward(self, args: list[Any]) -> Any:
+        from infercc.models.boundary import user_code
+
         torch = require("torch")
-        with torch.inference_mode():
+        with torch.inference_mode(), user_code("The model's forward", "running"):
             return self.module(*args)
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
             result = self._forward(self._to_device(feeds))
+        except UsageError:
+            raise
         except Exception as exc:
             shapes = ", ".join(f"{n}:{'x'.join(map(str, feeds[n].shape))}" for n in self.input_names)
             raise StageError(

@@ -26,6 +26,7 @@ from infercc.errors import InferccError, StageError, UsageError, VerificationFai
 from infercc.fsutil import atomic_path
 from infercc.lazy import require
 from infercc.metrics import compare
+from infercc.models.boundary import user_code
 from infercc.models.io import flatten_outputs
 from infercc.onnxutil import TWO_GB, check_onnx, io_dims, load_onnx, op_counts
 from infercc.pipeline.manifest import ArtifactRecord
@@ -108,7 +109,7 @@ class ExportStage:
             final = ctx.path(ONNX_FILE)
             started = time.perf_counter()
             try:
-                with atomic_path(final) as tmp:
+                with atomic_path(final) as tmp, user_code("The model's forward", "being exported"):
                     _run_exporter(torch, module, ctx, exporter, output_names, tmp)
                     _infer_shapes(tmp)
                     name_dynamic_dims(tmp, _dim_names(ctx))
@@ -271,8 +272,10 @@ def _torch_outputs(module: Any, ctx: RunContext, feed: Feeds, point: ShapePoint)
     torch = require("torch")
     args = [torch.from_numpy(np.ascontiguousarray(feed[n])) for n in ctx.input_names]
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), user_code("The model's forward", f"running on the {point.label} shapes"):
             result = module(*args)
+    except UsageError:
+        raise
     except Exception as exc:
         raise UsageError(
             f"The model's forward pass failed on the declared {point.label} shapes {describe_point(point)}: "

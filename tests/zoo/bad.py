@@ -6,6 +6,9 @@
     Inputs:  ``x`` float32 (N, 7)  -> Outputs: float32 (N, 3)
     --shape x:1x7 works; --shape x:1x8 fails inside forward with
     RuntimeError: mat1 and mat2 shapes cannot be multiplied (1x8 and 7x3)
+``exits_in_factory`` / ``exits_with_3`` -- the factory calls sys.exit(0) / raises SystemExit(3).
+``exits_in_forward`` -- forward(x) raises SystemExit(0).
+``returns_none``     -- forward(x) returns None.
 """
 
 import torch
@@ -32,3 +35,31 @@ class BadForward(nn.Module):
 def bad_forward() -> nn.Module:
     torch.manual_seed(0)
     return BadForward().eval()
+
+
+def exits_in_factory() -> nn.Module:
+    import sys
+
+    sys.exit(0)
+
+
+def exits_with_3() -> nn.Module:
+    raise SystemExit(3)
+
+
+class ExitsInForward(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise SystemExit(0)
+
+
+def exits_in_forward() -> nn.Module:
+    return ExitsInForward().eval()
+
+
+class ReturnsNone(nn.Module):
+    def forward(self, x: torch.Tensor) -> None:
+        return None
+
+
+def returns_none() -> nn.Module:
+    return ReturnsNone().eval()
