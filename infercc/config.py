@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from infercc.errors import UsageError
-from infercc.shapes import Shape, ShapeRange, format_dims, parse_dims
+from infercc.shapes import MAX_DIM, Shape, ShapeRange, check_shape_limits, format_dims, parse_dims
 
 DEFAULT_MODEL = "infercc.models.examples:efficientnet_lite0"
 
@@ -98,7 +98,10 @@ def _coerce_shape(value: Any) -> Any:
     return value
 
 
-ShapeField = Annotated[list[Annotated[int, Field(ge=1)]] | None, BeforeValidator(_coerce_shape)]
+ShapeField = Annotated[list[Annotated[int, Field(ge=1, le=MAX_DIM)]] | None, BeforeValidator(_coerce_shape)]
+
+# the values an integer input's synthetic range may span
+_INT_BOUNDS = {"int64": (-(2**63), 2**63), "int32": (-(2**31), 2**31), "bool": (0, 2)}
 
 
 class Strict(BaseModel):
@@ -115,9 +118,11 @@ class InputSpec(Strict):
     )
     max: ShapeField = Field(None, description="Largest shape of a dynamic input (TensorRT profile max).")
     dtype: DType = Field(DType.float32, description="Element type fed to the model.")
-    low: float = Field(0.0, description="Lower bound of seeded synthetic values.")
+    low: float = Field(0.0, allow_inf_nan=False, description="Lower bound of seeded synthetic values.")
     high: float = Field(
-        1.0, description="Upper bound of seeded synthetic values (exclusive for integer inputs)."
+        1.0,
+        allow_inf_nan=False,
+        description="Upper bound of seeded synthetic values (exclusive for integer inputs).",
     )
     dim_names: dict[int, str] = Field(
         default_factory=dict,
@@ -129,8 +134,18 @@ class InputSpec(Strict):
     def _high_above_low(self) -> InputSpec:
         if self.high <= self.low:
             raise ValueError(f"high ({self.high}) must be greater than low ({self.low})")
+        bounds = _INT_BOUNDS.get(self.dtype.value)
+        if bounds is not None and (self.low < bounds[0] or self.high > bounds[1]):
+            raise ValueError(
+                f"the range [{self.low:g}, {self.high:g}] does not fit {self.dtype.value} "
+                f"(values from {bounds[0]} to {bounds[1] - 1})"
+            )
+        if self.dtype.value == "float16" and max(abs(self.low), abs(self.high)) > 65504:
+            raise ValueError(f"the range [{self.low:g}, {self.high:g}] does not fit float16 (|x| <= 65504)")
         try:
-            self.shape_range(None)  # same rank, min <= opt <= max; reported at inputs.NAME
+            shape_range = self.shape_range(None)  # same rank, min <= opt <= max; reported at inputs.NAME
+            if shape_range is not None:
+                check_shape_limits(shape_range.max, f"the max shape {format_dims(shape_range.max)}")
         except UsageError as exc:
             raise ValueError(exc.message) from None
         return self
@@ -564,20 +579,18 @@ def load_yaml(path: Path) -> dict[str, Any]:
 
 def load_yaml_document(path: Path) -> tuple[dict[str, Any], YamlPositions]:
     """Like load_yaml, and where each key is, so validation errors can point at file:line:column."""
+    from infercc.fsutil import read_regular_file
+
+    if not Path(path).exists() and not Path(path).is_symlink():
+        raise UsageError(f"Config file {path} does not exist.", hint="Create one with: infercc config init")
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(
-            f"Config file {path} does not exist.", hint="Create one with: infercc config init"
-        ) from None
-    except OSError as exc:
-        raise UsageError(f"Cannot read config file {path}: {exc.strerror or exc}.") from None
+        text = read_regular_file(Path(path), "Config file", MAX_CONFIG_BYTES).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UsageError(
             f"Config file {path} is not UTF-8 text (byte {exc.start}).", hint="Save it as a UTF-8 YAML file."
         ) from None
     try:
-        _check_aliases(text, path)
+        _check_document(text, path)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -603,19 +616,24 @@ def load_yaml_document(path: Path) -> tuple[dict[str, Any], YamlPositions]:
 
 
 MAX_YAML_NODES = 100_000
+MAX_CONFIG_BYTES = 4 << 20  # a config is settings, not data: a few KiB in practice
 
 
-def _check_aliases(text: str, path: Path) -> None:
-    """Refuse alias bombs ('billion laughs'): a few shared anchors are normal in a config, a document that
-    expands to millions of values is not. Sizes are counted on the composed graph, memoised per node, so the
-    check is linear in the text however much the aliases would expand."""
+def _check_document(text: str, path: Path) -> None:
+    """Checks on the composed YAML graph, before any value is built: duplicate keys (both lines named),
+    too many values, and alias bombs ('billion laughs'). Sizes are counted memoised per node, so the check
+    is linear in the text however much the aliases would expand."""
     root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is None:
+        return
     sizes: dict[int, int] = {}
 
     def expanded(node: Any) -> int:
         if id(node) in sizes:
             return sizes[id(node)]
+        sizes[id(node)] = 1  # placeholder: a recursive alias counts once
         if isinstance(node, yaml.MappingNode):
+            _refuse_duplicate_keys(node, path)
             total = 1 + sum(expanded(k) + expanded(v) for k, v in node.value)
         elif isinstance(node, yaml.SequenceNode):
             total = 1 + sum(expanded(item) for item in node.value)
@@ -624,12 +642,33 @@ def _check_aliases(text: str, path: Path) -> None:
         sizes[id(node)] = total
         return total
 
-    if root is not None and expanded(root) > MAX_YAML_NODES:
+    total = expanded(root)
+    if len(sizes) > MAX_YAML_NODES:
         raise UsageError(
-            f"{path}: the YAML expands to {expanded(root):,} values through its aliases (*name); a config may "
+            f"{path}: the YAML holds {len(sizes):,} values; a config may hold at most {MAX_YAML_NODES:,}.",
+            hint="A config holds settings; put data in files it names (calibration.folder, verify.inputs).",
+        )
+    if total > MAX_YAML_NODES:
+        raise UsageError(
+            f"{path}: the YAML expands to {total:,} values through its aliases (*name); a config may "
             f"hold at most {MAX_YAML_NODES:,}.",
             hint="Write the values out, or use fewer nested anchors.",
         )
+
+
+def _refuse_duplicate_keys(node: Any, path: Path) -> None:
+    seen: dict[str, int] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            continue
+        line = key.start_mark.line + 1
+        if key.value in seen:
+            raise UsageError(
+                f"{path}:{line}: the key {key.value!r} appears twice in one mapping (lines {seen[key.value]} "
+                f"and {line}); YAML would silently keep the last.",
+                hint="Keep one of them.",
+            )
+        seen[key.value] = line
 
 
 def _yaml_positions(text: str) -> YamlPositions:

@@ -41,6 +41,68 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def open_regular_file(path: Path, what: str, limit: int | None = None) -> int:
+    """Open `path` for reading only if it is a regular file (after links) of at most `limit` bytes.
+
+    Device files, FIFOs and sockets are refused at once: they never end, or block, or both. The file is
+    opened non-blocking (a FIFO would otherwise wait for a writer) and checked on the open descriptor.
+    Returns the descriptor; the caller closes it."""
+    try:
+        _refuse_non_regular(path, os.stat(path).st_mode, what, limit, os.stat(path).st_size)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path} does not exist.") from None
+    except OSError as exc:
+        raise UsageError(f"Cannot read {what} {path}: {exc.strerror or exc}.") from None
+    info = os.fstat(fd)  # the file opened may not be the one stat()ed: check again
+    try:
+        _refuse_non_regular(path, info.st_mode, what, limit, info.st_size)
+    except UsageError:
+        os.close(fd)
+        raise
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _refuse_non_regular(path: Path, mode: int, what: str, limit: int | None, size: int) -> None:
+    problem = None
+    if stat.S_ISDIR(mode):
+        problem = "is a folder"
+    elif not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        problem = f"is {kind}, not a regular file"
+    elif limit is not None and size > limit:
+        problem = f"is {format_bytes(size)}; infercc reads at most {format_bytes(limit)} for a {what.lower()}"
+    if problem is not None:
+        raise UsageError(f"{what} {path} {problem}.", hint="Give a regular file of a sensible size.")
+
+
+def check_regular_file(path: Path, what: str, limit: int | None = None) -> int:
+    """Refuse what open_regular_file refuses; return the file's size."""
+    fd = open_regular_file(path, what, limit)
+    try:
+        return os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+
+
+def read_regular_file(path: Path, what: str, limit: int) -> bytes:
+    fd = open_regular_file(path, what, limit)
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:  # grew while we read it
+        raise UsageError(f"{what} {path} is larger than {format_bytes(limit)}.")
+    return data
+
+
+def format_bytes(size: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

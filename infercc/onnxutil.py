@@ -7,23 +7,32 @@ from pathlib import Path
 from typing import Any
 
 from infercc.errors import StageError, UsageError
-from infercc.fsutil import atomic_path
+from infercc.fsutil import atomic_path, check_regular_file
 from infercc.lazy import require
 
 TWO_GB = 2 * 1024**3
 
 
+MAX_PROTOBUF_BYTES = 2**31
+
+
 def load_onnx(path: Path, with_data: bool = True) -> Any:
     onnx = require("onnx")
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"ONNX file {path} does not exist.")
+    check_regular_file(path, "ONNX file", MAX_PROTOBUF_BYTES)
     if path.stat().st_size == 0:
         raise UsageError(
             f"ONNX file {path} is empty (0 bytes).", hint="Re-export the model or copy it again."
         )
     try:
-        model = onnx.load(str(path), load_external_data=with_data)
+        model = onnx.load(str(path), load_external_data=False)
+        if with_data:
+            _check_external_files(model, path)
+            onnx.load_external_data_for_model(model, str(path.parent))
+    except UsageError:
+        raise
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise UsageError(
@@ -37,6 +46,32 @@ def load_onnx(path: Path, with_data: bool = True) -> Any:
             hint="Re-export the model, or check that the file was copied completely.",
         )
     return model
+
+
+def external_data_files(model: Any) -> list[str]:
+    """The `location`s of a model's external-data tensors, each once, in order."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    found: dict[str, None] = {}
+    for tensor in _get_all_tensors(model):
+        if uses_external_data(tensor):
+            found[ExternalDataInfo(tensor).location] = None
+    return list(found)
+
+
+def _check_external_files(model: Any, path: Path) -> None:
+    """External data must be regular files beside the model: never a device, FIFO, or a path outside."""
+    base = path.parent.resolve()
+    for location in external_data_files(model):
+        data = (path.parent / location).resolve()
+        if not data.is_relative_to(base):
+            raise UsageError(f"{path} keeps tensors in {location}, outside its folder; refusing to read it.")
+        if not (path.parent / location).exists():
+            raise UsageError(
+                f"{path} keeps its weights in {location}, which is missing beside it.",
+                hint="Copy the .data file together with the .onnx file.",
+            )
+        check_regular_file(path.parent / location, "ONNX external data file")
 
 
 def check_onnx(path: Path | Any, user_input: bool = False, name: str | None = None) -> None:

@@ -9,6 +9,12 @@ from infercc.errors import UsageError
 
 Shape = tuple[int, ...]
 
+# Limits on what a declared shape may say: ONNX Runtime and TensorRT index dimensions with 32-bit
+# integers in many kernels, and a tensor of more elements than this is not a shape anyone means.
+MAX_DIM = 2**31 - 1
+MAX_RANK = 32
+MAX_ELEMENTS = 2**40
+
 _DIMS_X = re.compile(r"^\d+(x\d+)*$")
 _DIMS_LIST = re.compile(r"^\[\s*\d+(\s*,\s*\d+)*\s*\]$")
 
@@ -22,6 +28,11 @@ def parse_dims(text: str, where: str = "shape") -> Shape:
         raise UsageError(
             f"{where}: the dimensions are missing.", hint="Write NAME:1x3x224x224 (or NAME:[] for a scalar)."
         )
+    if len(text) > 400 or any(len(d) > 10 for d in re.findall(r"\d+", text)):
+        raise UsageError(
+            f"{where}: {text[:60]!r}{'...' if len(text) > 60 else ''} has a dimension or rank far too large.",
+            hint=f"Each dimension is at most {MAX_DIM:,}; a shape has at most {MAX_RANK} dimensions.",
+        )
     if _DIMS_X.match(text):
         dims = tuple(int(d) for d in text.split("x"))
     elif _DIMS_LIST.match(text):
@@ -33,7 +44,25 @@ def parse_dims(text: str, where: str = "shape") -> Shape:
         )
     if any(d <= 0 for d in dims):
         raise UsageError(f"{where} {text!r} has a dimension of 0; every dimension must be at least 1.")
+    check_shape_limits(dims, f"{where} {text!r}")
     return dims
+
+
+def check_shape_limits(dims: Shape | list[int], where: str) -> None:
+    """Rank, each dimension and the element count within MAX_RANK, MAX_DIM and MAX_ELEMENTS."""
+    if len(dims) > MAX_RANK:
+        raise UsageError(f"{where} has {len(dims)} dimensions; at most {MAX_RANK} are supported.")
+    big = [d for d in dims if d > MAX_DIM]
+    if big:
+        raise UsageError(f"{where}: the dimension {big[0]:,} is larger than the most supported, {MAX_DIM:,}.")
+    elements = 1
+    for d in dims:
+        elements *= d
+    if elements > MAX_ELEMENTS:
+        raise UsageError(
+            f"{where} has {elements:,} elements; at most {MAX_ELEMENTS:,} are supported (the size overflows).",
+            hint="Declare the shape of one batch, e.g. 1x3x224x224.",
+        )
 
 
 def format_dims(shape: Shape | list[int] | None) -> str:

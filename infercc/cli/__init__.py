@@ -474,9 +474,24 @@ def _run(argv: list[str], verbose: bool, json_mode: bool) -> int:
         return exc.code if isinstance(exc.code, int) else ExitCode.STAGE_FAILED
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:300]
-        hint = "Run again with -v for the traceback and report it."
+        log = _write_bug_log(argv)
+        where = f"the traceback is in {log}" if log else "run again with -v for the traceback"
+        hint = f"This is a bug in infercc: {where}; please report it with that file."
         _report(f"internal error: {type(exc).__name__}: {first}", hint, verbose)
         return ExitCode.STAGE_FAILED
+
+
+def _write_bug_log(argv: list[str]) -> str | None:
+    """The traceback of an internal error, in a new folder of infercc's own under the system temp folder."""
+    import tempfile
+
+    try:
+        folder = tempfile.mkdtemp(prefix="infercc-bug-")
+        path = Path(folder) / "traceback.log"
+        path.write_text(f"infercc {__version__}\nargs: {argv}\n\n{traceback.format_exc()}")
+        return str(path)
+    except OSError:
+        return None
 
 
 def _report(message: str, hint: str | None, verbose: bool) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
 from infercc.errors import UsageError
+from infercc.fsutil import format_bytes, open_regular_file
+from infercc.resources import check_bytes_fit
 
 if TYPE_CHECKING:
     from infercc.config import DataSource
@@ -42,11 +45,66 @@ def _loader(path: Path, inputs: ModelInputs):
 def load_batch(path: Path, inputs: ModelInputs) -> Feeds:
     try:
         if path.suffix.lower() == ".npy":
-            return {inputs.names[0]: np.load(path, allow_pickle=False)}
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
+            return {inputs.names[0]: load_npy(path)}
+        return load_npz(path)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise UsageError(
             f"Cannot read {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}.",
             hint="Write batches with np.save / np.savez (no pickled objects).",
         ) from None
+
+
+def _parse_header(fh: IO[bytes]) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Shape, dtype and header length of the .npy stream at fh (positioned at its start)."""
+    start = fh.tell()
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    return shape, dtype, fh.tell() - start
+
+
+def _check_header(shape: tuple[int, ...], dtype: np.dtype, where: str, data_bytes: int) -> int:
+    """The array's size, checked against the bytes that follow the header."""
+    if dtype.hasobject:
+        raise UsageError(f"{where} holds Python objects; only plain numeric arrays are read (no pickles).")
+    claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if claimed > data_bytes:
+        raise UsageError(
+            f"{where}: its header claims a {'x'.join(map(str, shape))} {dtype} array ({format_bytes(claimed)}), "
+            f"but only {format_bytes(data_bytes)} of data follow it.",
+            hint="The file is truncated or its header is wrong: save it again with np.save.",
+        )
+    return claimed
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """np.load for a regular .npy file, refusing devices/FIFOs and headers that claim more than the file."""
+    fd = open_regular_file(path, ".npy file")
+    with os.fdopen(fd, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        shape, dtype, header = _parse_header(fh)
+        check_bytes_fit(_check_header(shape, dtype, str(path), size - header), str(path))
+        fh.seek(0)
+        return np.lib.format.read_array(fh, allow_pickle=False)
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Read an .npz member by member, each checked by its declared size before it is decompressed
+    (zipfile never inflates a member past the size its directory declares)."""
+    fd = open_regular_file(path, ".npz file")
+    with os.fdopen(fd, "rb") as raw, zipfile.ZipFile(raw) as archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        declared = sum(m.file_size for m in members)
+        check_bytes_fit(declared, f"{path} (its members declare {format_bytes(declared)} uncompressed)")
+        arrays = {}
+        for member in members:
+            with archive.open(member) as fh:
+                shape, dtype, header = _parse_header(fh)
+                _check_header(shape, dtype, f"{path}:{member.filename}", member.file_size - header)
+            with archive.open(member) as fh:
+                arrays[member.filename.removesuffix(".npy")] = np.lib.format.read_array(
+                    fh, allow_pickle=False
+                )
+        return arrays

@@ -20,7 +20,7 @@ from typing import Any
 
 from infercc.config import ModelConfig
 from infercc.errors import UsageError
-from infercc.fsutil import sha256_bytes, sha256_file, sha256_json
+from infercc.fsutil import check_regular_file, sha256_bytes, sha256_file, sha256_json
 from infercc.lazy import require, version_of
 from infercc.models.boundary import refuse_file, refuse_module, user_code
 
@@ -48,6 +48,8 @@ class ModelSource:
         return self.kind is SourceKind.onnx
 
 
+MAX_ONNX_BYTES = 2**31  # protobuf's limit; larger models keep their weights in external data
+MAX_PY_BYTES = 16 << 20
 _TORCHSCRIPT_SUFFIXES = {".pt", ".pth", ".ts", ".jit", ".torchscript"}
 
 
@@ -75,6 +77,7 @@ def parse_source(spec: str) -> ModelSource:
                     f"Model file {path} does not exist.", hint="Check the path before ':' in --model."
                 )
             refuse_file(path, spec)
+            check_regular_file(path, "Model file", MAX_PY_BYTES)
             return ModelSource(SourceKind.file_factory, spec, path=path, factory=factory)
         refuse_module(where, spec)
         return ModelSource(SourceKind.module_factory, spec, target=where, factory=factory)
@@ -87,6 +90,7 @@ def parse_source(spec: str) -> ModelSource:
     if path.is_dir():
         raise UsageError(f"Model {spec} is a folder; give a file or a file.py:factory spec.")
     suffix = path.suffix.lower()
+    check_regular_file(path, "Model file", MAX_ONNX_BYTES if suffix == ".onnx" else None)
     if suffix == ".onnx":
         return ModelSource(SourceKind.onnx, spec, path=path)
     if suffix == ".pt2":
@@ -112,10 +116,11 @@ def source_fingerprint(source: ModelSource, config: ModelConfig) -> str:
         parts["version"] = version_of(source.kind.value)
     if config.weights is not None:
         weights = Path(config.weights)
-        if not weights.is_file():
+        if not weights.exists():
             raise UsageError(
                 f"Weights file {weights} does not exist.", hint="Check model.weights / --weights."
             )
+        check_regular_file(weights, "Weights file")
         parts["weights"] = sha256_file(weights)
     return sha256_json(parts)
 
@@ -160,12 +165,23 @@ def load_module(source: ModelSource, config: ModelConfig) -> Any:
             f"--model {source.spec} returned a {type(model).__name__}, not a torch.nn.Module.",
             hint="The factory must return the model instance (e.g. `return MyNet()`).",
         )
+    _check_parameter_memory(model, source)
     if config.weights is not None:
         _load_weights(model, Path(config.weights), config.allow_pickle, torch)
     try:
         return model.eval()
     except NotImplementedError:  # torch.export's unlifted modules have no train/eval switch
         return model
+
+
+def _check_parameter_memory(model: Any, source: ModelSource) -> None:
+    from infercc.resources import check_parameters_fit
+
+    try:
+        size = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    except Exception:  # a module without the usual parameter API: nothing to measure
+        return
+    check_parameters_fit(size, source.spec)
 
 
 def _build(source: ModelSource, config: ModelConfig, torch: Any) -> Any:

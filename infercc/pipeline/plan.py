@@ -64,6 +64,7 @@ def resolve_inputs(
 ) -> tuple[list[str], dict[str, ShapeRange], Any]:
     """Input names in the model's order, with their shape ranges. Loads the model only when needed."""
     declared = dict(config.inputs)
+    _check_memory(config.inputs, "declared")  # before the model is built or any feed allocated
     module = None
     if source.is_onnx:
         names, graph_dims = _onnx_inputs(Path(source.spec))
@@ -99,7 +100,20 @@ def resolve_inputs(
         elif name in graph_dims:
             _check_against_graph(name, shape_range, graph_dims[name], source.spec)
         ranges[name] = shape_range
+    _check_memory(config.inputs, "largest", ranges)
     return names, ranges, module
+
+
+def _check_memory(
+    specs: dict[str, InputSpec], what: str, ranges: dict[str, ShapeRange] | None = None
+) -> None:
+    from infercc.resources import check_feed_memory
+
+    if ranges is None:
+        ranges = {n: r for n, spec in specs.items() if (r := spec.shape_range(n)) is not None}
+    shapes = {n or "input": r.max for n, r in ranges.items()}
+    dtypes = {n or "input": (specs.get(n) or InputSpec()).dtype.value for n in ranges}
+    check_feed_memory(shapes, dtypes, what)
 
 
 def _cached_names(out: Path, source_hash: str, declared: dict[str, InputSpec]) -> list[str] | None:
