@@ -23,7 +23,7 @@ import pytest
 from infercc.fsutil import OWNER_MARKER
 from tests.conftest import INFERCC, ROOT
 
-CNN = "tests/zoo/cnn.py:small_cnn"
+CNN = str(ROOT / "tests" / "zoo" / "cnn.py") + ":small_cnn"
 NO_TORCH_MB = 400  # a run that stops before torch is imported
 WITH_TORCH_MB = 1500  # a run that imported torch and built a small model
 
@@ -40,12 +40,12 @@ class Measured:
         return self.out + self.err
 
 
-def run_measured(args: list[str | Path], env: dict[str, str], timeout: float = 120) -> Measured:
+def run_measured(args: list[str | Path], env: dict[str, str], cwd: Path, timeout: float = 120) -> Measured:
     """Run infercc as a child; its own peak RSS comes from wait4, so one case never sees another's."""
     out_file, err_file = (Path(env["HOME"]) / ".." / name for name in ("stdout.txt", "stderr.txt"))
     with open(out_file, "w") as out, open(err_file, "w") as err:
         proc = subprocess.Popen(
-            [*INFERCC, *map(str, args)], cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=err
+            [*INFERCC, *map(str, args)], cwd=cwd, env={**os.environ, **env}, stdout=out, stderr=err
         )
         timer = threading.Timer(timeout, proc.kill)
         timer.start()
@@ -281,14 +281,15 @@ def test_hostile_input(inputs, sandbox, tmp_path, args, env, code, words, bound_
     if "--out" not in args:
         args += ["--out", str(out)]
     before = {"home": snapshot(home), "inputs": snapshot(inputs), "out": snapshot(out)}
-    root_before = sorted(os.listdir(ROOT))
+    cwd = tmp_path / "cwd"  # the child's current folder: nothing may appear there either
+    cwd.mkdir()
     server = None
     if "SOCKET" in args:
         server = socket.socket(socket.AF_UNIX)
         server.bind(str(tmp_path / "config.yaml.sock"))
         args[args.index("SOCKET")] = str(tmp_path / "config.yaml.sock")
     try:
-        result = run_measured(args, {"HOME": str(home), **env})
+        result = run_measured(args, {"HOME": str(home), **env}, cwd)
     finally:
         if server is not None:
             server.close()
@@ -297,7 +298,7 @@ def test_hostile_input(inputs, sandbox, tmp_path, args, env, code, words, bound_
         assert word in result.err, f"{word!r} not in:\n{result.err}"
     assert "Traceback" not in result.text and "internal error" not in result.text, result.text
     assert snapshot(home) == before["home"] and snapshot(inputs) == before["inputs"]
-    assert sorted(os.listdir(ROOT)) == root_before
+    assert list(cwd.iterdir()) == []
     after = snapshot(out)
     assert {k: after.get(k) for k in before["out"]} == before["out"], (
         "a file under --out was changed or deleted"

@@ -15,9 +15,18 @@ from hypothesis import strategies as st
 from infercc.config import CompileConfig, load_yaml, parse_config
 from infercc.errors import UsageError
 from infercc.metrics import compare
-from infercc.shapes import ShapeRange, format_dims, parse_dims, parse_named_shapes
+from infercc.shapes import MAX_ELEMENTS, ShapeRange, format_dims, parse_dims, parse_named_shapes
 
-dims = st.lists(st.integers(min_value=1, max_value=4096), min_size=1, max_size=6)
+
+
+def _within_limits(shape: list[int]) -> list[int]:
+    """Drop trailing dimensions until the element count is one a config accepts (even with max = shape + 8)."""
+    while len(shape) > 1 and math.prod(d + 8 for d in shape) > MAX_ELEMENTS:
+        shape = shape[:-1]
+    return shape
+
+
+dims = st.lists(st.integers(min_value=1, max_value=4096), min_size=1, max_size=6).map(_within_limits)
 names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.]{0,15}", fullmatch=True)
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -30,6 +39,18 @@ def test_dims_round_trip_in_both_notations(shape: list[int]) -> None:
     assert parse_dims(format_dims(shape)) == tuple(shape)
     assert parse_dims("[" + ", ".join(map(str, shape)) + "]") == tuple(shape)
     assert parse_dims(f"  {format_dims(shape)} ") == tuple(shape)
+
+
+@given(st.lists(st.integers(1, 2**31 - 1), min_size=1, max_size=40))
+def test_shapes_beyond_the_limits_are_usage_errors_never_overflows(shape: list[int]) -> None:
+    text = format_dims(shape)
+    try:
+        parsed = parse_dims(text)
+    except UsageError as exc:
+        assert "far too large" in exc.message or "elements" in exc.message or "dimensions" in exc.message
+        assert len(text) > 400 or len(shape) > 32 or math.prod(shape) > MAX_ELEMENTS
+        return
+    assert parsed == tuple(shape) and math.prod(shape) <= MAX_ELEMENTS
 
 
 @given(st.text(max_size=30))
