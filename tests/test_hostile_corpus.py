@@ -12,7 +12,7 @@ import os
 import signal
 import socket
 import subprocess
-import threading
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,21 +41,25 @@ class Measured:
 
 
 def run_measured(args: list[str | Path], env: dict[str, str], cwd: Path, timeout: float = 120) -> Measured:
-    """Run infercc as a child; its own peak RSS comes from wait4, so one case never sees another's."""
-    out_file, err_file = (Path(env["HOME"]) / ".." / name for name in ("stdout.txt", "stderr.txt"))
-    with open(out_file, "w") as out, open(err_file, "w") as err:
-        proc = subprocess.Popen(
-            [*INFERCC, *map(str, args)], cwd=cwd, env={**os.environ, **env}, stdout=out, stderr=err
-        )
-        timer = threading.Timer(timeout, proc.kill)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.returncode != -signal.SIGKILL, f"killed after {timeout}s: it hung"
-    return Measured(proc.returncode, out_file.read_text(), err_file.read_text(), usage.ru_maxrss / 1024)
+    """Run infercc as a grandchild through tests/corpus/measure.py, which reports its own peak RSS."""
+    peak_file = cwd.parent / "peak_kib.txt"
+    launcher = [sys.executable, str(ROOT / "tests" / "corpus" / "measure.py"), str(peak_file)]
+    proc = subprocess.Popen(
+        [*launcher, *INFERCC, *map(str, args)],
+        cwd=cwd,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, so a hung run is killed with its launcher
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"still running after {timeout}s: it hung")
+    return Measured(proc.returncode, out, err, int(peak_file.read_text()) / 1024)
 
 
 # onnxruntime itself keeps a device id under ~/.cache/Microsoft/DeveloperTools/.onnxruntime when imported

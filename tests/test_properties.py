@@ -18,7 +18,6 @@ from infercc.metrics import compare
 from infercc.shapes import MAX_ELEMENTS, ShapeRange, format_dims, parse_dims, parse_named_shapes
 
 
-
 def _within_limits(shape: list[int]) -> list[int]:
     """Drop trailing dimensions until the element count is one a config accepts (even with max = shape + 8)."""
     while len(shape) > 1 and math.prod(d + 8 for d in shape) > MAX_ELEMENTS:
