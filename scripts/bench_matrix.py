@@ -41,6 +41,7 @@ MATRIX = {
 
 def standalone(jobs: list[dict], folder: Path) -> float:
     total = 0.0
+    folder.mkdir(parents=True)
     for i, job in enumerate(jobs):
         config = dict(job["config"], out=str(folder / f"job{i}"))
         path = folder / f"job{i}.json"

@@ -297,15 +297,17 @@ def matrix(
     summary = build_summary(run)
     if json_out:
         print_json(
-            {k: summary[k] for k in ("status", "exit_code", "out", "backend", "wall_s", "jobs_s", "cache")}
-            | {
-                "cache": run.cache_counts(),
+            {
+                **{k: summary[k] for k in ("status", "exit_code", "out", "backend", "wall_s", "jobs_s")},
+                "cache": run.cache_counts(),  # over the jobs that ran now (0 and 0 without --cache)
                 "cache_url": run.cache_url,
                 "jobs": summary["jobs"],
                 "cells": summary["cells"],
             }
         )
-    elif not quiet:
+    elif quiet:
+        typer.echo(f"matrix {summary['status']}: {len(run.jobs)} job(s), {Path(run.out) / SUMMARY_HTML}")
+    else:
         console.print()
         console.print(matrix_table(summary))
         console.print(f"summary: {Path(run.out) / SUMMARY_HTML}")
