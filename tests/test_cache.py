@@ -138,3 +138,18 @@ def test_cache_entry_is_plain_json_with_the_stage_record(seeded):
     entry = json.loads((cache / "stages" / key[:2] / f"{key}.json").read_text())
     assert entry["schema"] == "infercc.cache/1" and entry["stage_key"] == key
     assert entry["record"]["outputs"][0]["path"] == "model.onnx"
+
+
+def test_entry_whose_file_is_missing_is_refused_and_rebuilt(seeded, cli, tmp_path):
+    out, cache = seeded
+    sha = next(
+        a["sha256"] for a in manifest(out)["stages"]["export"]["outputs"] if a["path"] == "reference.npz"
+    )
+    (cache / "blobs" / sha[:2] / sha).unlink()
+    result = cli("compile", *CNN, "-o", tmp_path / "o", "--cache", f"file://{cache}", "--json")
+    assert result.code == 0, result.err
+    doc = result.json()
+    assert doc["ran"][0] == "export" and doc["cache"]["refused"] == 1
+    assert "cache entry for export refused: reference.npz is missing from the cache" in result.err
+    again = _compile(cli, tmp_path / "healed", cache)  # the rebuilt stage was stored again
+    assert again["cache"]["misses"] == 0 and again["ran"] == []

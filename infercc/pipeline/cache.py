@@ -64,6 +64,18 @@ class RefusedEntry(Exception):
         self.sha = sha
 
 
+class CacheReadError(Exception):
+    """Reading from the cache failed (network, permissions): kept apart from local write errors, which
+    atomic_path turns into StageError, so an unreachable cache is a miss and never fails the build."""
+
+
+def _read(src: Any) -> bytes:
+    try:
+        return src.read(CHUNK)
+    except Exception as exc:
+        raise CacheReadError(exc) from exc
+
+
 @dataclass
 class ArtifactCache:
     """Restore and store finished stages under an fsspec URL. `summary` counts what happened."""
@@ -135,13 +147,15 @@ class ArtifactCache:
             self._download(sha, size, safe_child(out, rel), rel)
 
     def _download(self, sha: str, size: int, dest: Path, rel: str) -> None:
+        try:
+            src = self.fs.open(self._blob_path(sha), "rb")
+        except FileNotFoundError:
+            raise RefusedEntry(f"{rel} is missing from the cache") from None
+        except Exception as exc:  # not an OSError on our side: reading the cache failed
+            raise CacheReadError(exc) from exc
         digest, received = hashlib.sha256(), 0
-        with (
-            atomic_path(dest) as tmp,
-            self.fs.open(self._blob_path(sha), "rb") as src,
-            open(tmp, "wb") as dst,
-        ):
-            while block := src.read(CHUNK):
+        with src, atomic_path(dest) as tmp, open(tmp, "wb") as dst:
+            while block := _read(src):
                 digest.update(block)
                 received += len(block)
                 if received > size:
