@@ -286,13 +286,12 @@ def matrix(
     2 a bad matrix file (no job runs)."""
     from infercc.cli.render import MatrixProgress, matrix_table
     from infercc.matrix.run import run_matrix
-    from infercc.matrix.spec import expand_jobs, load_matrix
+    from infercc.matrix.spec import job_count, load_matrix
     from infercc.matrix.summary import SUMMARY_HTML, build_summary
 
     console = make_console(json_out)
     spec = load_matrix(matrix_file)
-    total = len(expand_jobs(spec, matrix_file, out))
-    with MatrixProgress(console, total, quiet=quiet, verbose=verbose) as events:
+    with MatrixProgress(console, job_count(spec), quiet=quiet, verbose=verbose) as events:
         run = run_matrix(spec, matrix_file, events, out, cache, ray, jobs, force)
     summary = build_summary(run)
     if json_out:

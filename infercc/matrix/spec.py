@@ -95,6 +95,11 @@ class MatrixConfig(Strict):
         return values
 
 
+def job_count(matrix: MatrixConfig) -> int:
+    """How many jobs expand_jobs makes, without validating their configs."""
+    return len(matrix.models) * len(matrix.precisions or [None]) * len(matrix.targets or [None])
+
+
 class Job(BaseModel):
     """One cell of one precision: a complete compile config with its own output folder."""
 
