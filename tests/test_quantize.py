@@ -263,3 +263,52 @@ def test_fp16_overflow_is_traced_to_its_node(tmp_path, cli):
     assert [t["culprit"] for t in metrics["auto_blocked"]] == [square.name, norm.name]
     assert metrics["accuracy"]["non_finite"] == 0 and metrics["accuracy"]["cosine"] > 0.999
     assert f"kept {square.name} (Mul) in FP32" in " ".join(manifest(out)["stages"]["quantize-fp16"]["notes"])
+
+
+def test_sigkill_during_the_int8_fallback_leaves_no_half_made_artifact(work) -> None:
+    """A real child process killed while the fallback search runs: no model.int8.onnx, no manifest record;
+    the temporary candidate carries infercc's naming and the next run removes it and finishes."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import INFERCC, ROOT
+
+    out, calib, evaluate = work
+    args = [*INFERCC, "quantize", *SENSITIVE, "-o", str(out), "--precision", "int8", "--calib", str(calib)]
+    args += [
+        "--eval",
+        str(evaluate),
+        "--set",
+        "quantize.int8_budget_top1=0.9",
+        "--set",
+        "quantize.int8_budget_cosine=0.99",
+    ]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def candidates() -> list:
+        return [p for p in out.glob(".infercc-tmp-*-model.int8.onnx.*") if p.stat().st_size > 0]
+
+    deadline = time.monotonic() + 240
+    while not candidates():  # the first quantization is written: the fallback search comes next
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "the run never wrote a candidate"
+        time.sleep(0.005)
+    time.sleep(0.3)  # well into the search (the old code had renamed model.int8.onnx into place by now)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the stage finished before the kill: nothing was tested"
+    assert not (out / "model.int8.onnx").exists()
+    assert candidates() and all(f"-{proc.pid}-" in p.name for p in candidates())
+    onnx.load(str(candidates()[0]))  # a complete candidate, kept under a temporary name
+    assert (
+        "quantize-int8" not in manifest(out)["stages"]
+        or manifest(out)["stages"]["quantize-int8"]["status"] != "done"
+    )
+    rerun = subprocess.run([*args, "-q"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert (out / "model.int8.onnx").is_file()
+    assert not list(out.glob(".infercc-tmp-*")), os.listdir(out)
+    int8 = manifest(out)["stages"]["quantize-int8"]
+    assert int8["status"] == "done" and int8["metrics"]["fallback"]["steps"]

@@ -13,6 +13,7 @@ are computed once per model/data/method.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 from infercc.config import CompileConfig, Precision, Target
@@ -92,7 +93,11 @@ def _warn_once(ctx: RunContext, messages: list[str]) -> None:
 
 
 def _size_figures(ctx: RunContext, filename: str, fp32: ArtifactRecord) -> dict[str, Any]:
-    size = ctx.path(filename).stat().st_size
+    return _size_figures_at(ctx.path(filename), fp32)
+
+
+def _size_figures_at(path: Path, fp32: ArtifactRecord) -> dict[str, Any]:
+    size = path.stat().st_size
     return {
         "size_bytes": size,
         "fp32_size_bytes": fp32.size,
@@ -328,6 +333,16 @@ class Int8Stage:
         return ("onnx", "onnxruntime")
 
     def run(self, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> StageOutput:
+        """Every candidate of the fallback search is written under an infercc temporary name; only the
+        chosen one is renamed to the artifact's name, so a run killed mid-search leaves no half-made
+        model.int8.onnx (and the next run removes the temporary)."""
+        from infercc.fsutil import atomic_path
+
+        with atomic_path(ctx.path(self.filename)) as candidate:
+            output = self._search(ctx, inputs, candidate)
+        return output
+
+    def _search(self, ctx: RunContext, inputs: dict[str, ArtifactRecord], out: Path) -> StageOutput:
         from infercc.quantization.accuracy import accuracy, brief, meets, run_model
         from infercc.quantization.int8 import write_qdq
         from infercc.quantization.probe import first_non_finite
@@ -337,7 +352,6 @@ class Int8Stage:
         threads = ctx.config.bench.threads
         fp32 = ctx.path(inputs["fp32"].path)
         cache = ctx.path(inputs["calibration"].path)
-        out = ctx.path(self.filename)
         calib, evaluate = datasets(ctx)
         _warn_once(ctx, evaluate.warnings)
         reference = fp32_outputs(ctx, inputs["fp32"])
@@ -470,7 +484,7 @@ class Int8Stage:
                 ctx,
                 [message + " (see the fallback notes; try --calib-method entropy/percentile or more data)"],
             )
-        sizes = _size_figures(ctx, self.filename, inputs["fp32"])
+        sizes = _size_figures_at(out, inputs["fp32"])
         metrics = {
             "form": self.form,
             "target": self.form,
