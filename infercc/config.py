@@ -199,7 +199,7 @@ class ExportConfig(Strict):
     external_data_threshold_mb: int = Field(
         1800,
         ge=1,
-        description="Models larger than this are saved with external data (the ONNX limit is 2 GB).",
+        description="Exported and simplified ONNX files larger than this keep their weights in `<file>.data` beside them (hashed in the manifest; the ONNX limit is 2 GB).",
     )
 
 

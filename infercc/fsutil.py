@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import stat
 import tempfile
 import time
@@ -144,9 +145,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     try:
         _check_injected_failure(final)
         yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts get the usual permissions
+        _seal(tmp)
         os.replace(tmp, final)
         _fsync_dir(final.parent)
     except OSError as exc:
@@ -155,6 +154,45 @@ def atomic_path(final: Path) -> Iterator[Path]:
     except BaseException:
         _remove_quietly(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_bundle(final: Path) -> Iterator[Path]:
+    """atomic_path for a file written with companions beside it (an ONNX model and its external data).
+
+    The writer gets a path inside a fresh temporary folder (infercc's temp naming, with the marker); on
+    success each companion is moved into place first and the main file last, so a relative reference
+    (ONNX `location`) names the final file and a killed run never leaves a main file without its data.
+    A `<final>.data` left by an earlier version of the file is removed when the new one has no companion.
+    """
+    final = Path(final)
+    make_owned_dirs(final.parent)
+    folder = Path(tempfile.mkdtemp(prefix=temp_prefix(final.name), dir=final.parent))
+    _write_marker(folder)
+    try:
+        _check_injected_failure(final)
+        tmp = folder / final.name
+        yield tmp
+        companions = [p for p in sorted(folder.iterdir()) if p.name not in (final.name, OWNER_MARKER)]
+        for path in [*companions, tmp]:
+            _seal(path)
+        for path in companions:
+            os.replace(path, final.parent / path.name)
+        if not companions:
+            _remove_quietly(final.parent / f"{final.name}.data")
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+    except OSError as exc:
+        raise describe_os_error(exc, final) from exc
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _seal(path: Path) -> None:
+    """fsync a finished temporary file and give it the permissions every artifact has."""
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.chmod(path, 0o666 & ~_umask())  # mkstemp makes 0600
 
 
 def temp_prefix(final_name: str) -> str:
@@ -214,6 +252,9 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _remove_quietly(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+        return
     with contextlib.suppress(OSError):
         path.unlink()
 
@@ -231,9 +272,12 @@ def pid_alive(pid: int) -> bool:
 
 
 def is_stale_temporary(path: Path) -> bool:
-    """An infercc temporary file whose writer is gone (a plain file or link, never a folder)."""
+    """An infercc temporary file whose writer is gone (a plain file or link; a folder only when it holds
+    infercc's marker, as atomic_bundle's folders do)."""
     match = _TMP_NAME.match(path.name)
-    if match is None or (path.is_dir() and not path.is_symlink()):
+    if match is None:
+        return False
+    if path.is_dir() and not path.is_symlink() and not (path / OWNER_MARKER).is_file():
         return False
     return not pid_alive(int(match.group(1)))
 

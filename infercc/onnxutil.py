@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from infercc.errors import StageError, UsageError
-from infercc.fsutil import atomic_path, check_regular_file
+from infercc.fsutil import atomic_bundle, check_regular_file
 from infercc.lazy import require
 
 TWO_GB = 2 * 1024**3
@@ -95,19 +95,38 @@ def check_onnx(path: Path | Any, user_input: bool = False, name: str | None = No
         raise StageError(message) from exc
 
 
-def save_onnx(model: Any, final: Path) -> None:
-    """Save atomically; models over 2 GB get their weights in FINAL.data beside them."""
+def save_onnx(model: Any, final: Path, threshold_bytes: int = TWO_GB) -> None:
+    """Save atomically; a model over `threshold_bytes` gets its weights in FINAL.data beside it (written
+    first under temporary names, then both renamed, so `location` always names the final file)."""
     onnx = require("onnx")
-    external = model.ByteSize() > TWO_GB if _can_size(model) else True
-    if not external:
-        with atomic_path(final) as tmp:
+    external = model.ByteSize() > threshold_bytes if _can_size(model) else True
+    with atomic_bundle(final) as tmp:
+        if not external:
             onnx.save(model, str(tmp))
-        return
-    data_name = f"{Path(final).name}.data"
-    with atomic_path(final) as tmp:
+            return
         onnx.save(
-            model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True, location=data_name
+            model,
+            str(tmp),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=f"{tmp.name}.data",
         )
+
+
+def externalize_if_large(path: Path, threshold_bytes: int) -> None:
+    """Move the weights of the ONNX file at `path` into `<path>.data` when the file exceeds the threshold
+    (the TorchScript exporter only does so past 2 GB)."""
+    if path.stat().st_size <= threshold_bytes:
+        return
+    onnx = require("onnx")
+    model = onnx.load(str(path), load_external_data=True)
+    onnx.save(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=f"{path.name}.data",
+    )
 
 
 def _can_size(model: Any) -> bool:

@@ -21,6 +21,19 @@ MANIFEST_NAME = "manifest.json"
 SCHEMA = "infercc.manifest/1"
 
 
+class CompanionFile(BaseModel):
+    """A file an artifact needs beside it (an ONNX model's external data, `model.onnx.data`)."""
+
+    path: str  # relative to the output folder
+    sha256: str
+    size: int
+
+
+def companion_paths(artifact_path: str) -> list[str]:
+    """The companions infercc writes for an artifact: only `<path>.data` (see onnxutil.save_onnx)."""
+    return [f"{artifact_path}.data"]
+
+
 class ArtifactRecord(BaseModel):
     name: str  # logical name: onnx, fp32, fp16, int8, int8-trt, engine-fp16, ...
     path: str  # relative to the output folder
@@ -30,6 +43,7 @@ class ArtifactRecord(BaseModel):
     precision: str | None = None
     target: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
+    companions: list[CompanionFile] = Field(default_factory=list)
 
 
 class StageRecord(BaseModel):
@@ -129,13 +143,21 @@ def load_manifest(folder: Path) -> tuple[Manifest | None, str | None]:
 def verify_outputs(folder: Path, record: StageRecord) -> str | None:
     """None if every output of a stage is present with its recorded hash, else why not."""
     for art in record.outputs:
-        path = folder / art.path
-        if Path(art.path).is_absolute() or ".." in Path(art.path).parts:
-            return f"{art.path} is outside the output folder (edited manifest?)"
-        if not path.is_file():
-            return f"{art.path} is missing"
-        if path.stat().st_size != art.size:
-            return f"{art.path} changed size ({path.stat().st_size} bytes, recorded {art.size})"
-        if sha256_file(path) != art.sha256:
-            return f"{art.path} does not match its recorded sha256"
+        for item in [art, *art.companions]:
+            problem = _file_problem(folder, item.path, item.size, item.sha256)
+            if problem is not None:
+                return problem
+    return None
+
+
+def _file_problem(folder: Path, relative: str, size: int, sha256: str) -> str | None:
+    path = folder / relative
+    if Path(relative).is_absolute() or ".." in Path(relative).parts:
+        return f"{relative} is outside the output folder (edited manifest?)"
+    if not path.is_file():
+        return f"{relative} is missing"
+    if path.stat().st_size != size:
+        return f"{relative} changed size ({path.stat().st_size} bytes, recorded {size})"
+    if sha256_file(path) != sha256:
+        return f"{relative} does not match its recorded sha256"
     return None

@@ -13,8 +13,10 @@ from infercc.fsutil import remove_stale_temporaries, sha256_file, sha256_json
 from infercc.lazy import version_of
 from infercc.pipeline.manifest import (
     ArtifactRecord,
+    CompanionFile,
     Manifest,
     StageRecord,
+    companion_paths,
     config_stamp,
     load_manifest,
     now_iso,
@@ -215,6 +217,11 @@ def _record(out: Path, art: Any) -> ArtifactRecord:
         precision=art.precision.value if art.precision is not None else None,
         target=art.target,
         meta=art.meta,
+        companions=[
+            CompanionFile(path=c, sha256=sha256_file(out / c), size=(out / c).stat().st_size)
+            for c in companion_paths(art.filename)
+            if (out / c).is_file()
+        ],
     )
 
 

@@ -23,12 +23,12 @@ from infercc.config import Exporter, Tolerance
 from infercc.data.synthetic import Feeds, synthetic_feed
 from infercc.dimnames import name_dynamic_dims, wanted_names
 from infercc.errors import InferccError, StageError, UsageError, VerificationFailed
-from infercc.fsutil import atomic_path
+from infercc.fsutil import atomic_bundle, atomic_path
 from infercc.lazy import require
 from infercc.metrics import compare
 from infercc.models.boundary import user_code
 from infercc.models.io import flatten_outputs
-from infercc.onnxutil import TWO_GB, check_onnx, io_dims, load_onnx, op_counts
+from infercc.onnxutil import check_onnx, externalize_if_large, io_dims, load_onnx, op_counts
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import NewArtifact, RunContext, StageOutput
 from infercc.shapes import Shape, format_dims
@@ -109,8 +109,9 @@ class ExportStage:
             final = ctx.path(ONNX_FILE)
             started = time.perf_counter()
             try:
-                with atomic_path(final) as tmp, user_code("The model's forward", "being exported"):
+                with atomic_bundle(final) as tmp, user_code("The model's forward", "being exported"):
                     _run_exporter(torch, module, ctx, exporter, output_names, tmp)
+                    externalize_if_large(tmp, _external_threshold(ctx))
                     _infer_shapes(tmp)
                     name_dynamic_dims(tmp, _dim_names(ctx))
                     parity = _parity(ctx, tmp, points, feeds, references, tolerance)
@@ -373,7 +374,7 @@ def _export(
                 optimize=True,
                 verbose=False,
             )
-            large = sum(p.numel() * p.element_size() for p in module.parameters()) > TWO_GB
+            large = sum(p.numel() * p.element_size() for p in module.parameters()) > _external_threshold(ctx)
             program.save(str(path), external_data=large)
             if has_dynamic:
                 _reinfer_output_shapes(path)
@@ -395,6 +396,10 @@ def _export(
                 do_constant_folding=True,
             )
     _rename_outputs(path, output_names)
+
+
+def _external_threshold(ctx: RunContext) -> int:
+    return ctx.config.export.external_data_threshold_mb * 2**20
 
 
 def _positional(torch: Any, module: Any, count: int) -> Any:
@@ -574,7 +579,7 @@ class ImportOnnxStage:
         check_onnx(source)
         from infercc.onnxutil import save_onnx
 
-        save_onnx(model, ctx.path(ONNX_FILE))
+        save_onnx(model, ctx.path(ONNX_FILE), _external_threshold(ctx))
         points = shape_points(ctx)
         feeds = {
             p.label: synthetic_feed(ctx.input_names, p.shapes, ctx.config.inputs, seed=ctx.config.verify.seed)

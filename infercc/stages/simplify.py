@@ -50,7 +50,7 @@ class SimplifyStage:
             simplified = model
         else:
             simplified = _simplify(model, tool)
-            save_onnx(simplified, final)
+            save_onnx(simplified, final, ctx.config.export.external_data_threshold_mb * 2**20)
         after = op_counts(simplified)
         try:
             check_onnx(final)

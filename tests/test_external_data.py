@@ -1,0 +1,73 @@
+"""External data is part of the artifact: written under its final name, hashed in the manifest, rebuilt when
+edited or deleted, same permissions as the ONNX file (export.external_data_threshold_mb forces the path)."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from infercc.fsutil import TMP_PREFIX
+
+MODEL = """
+import torch
+
+def build():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(1024, 512), torch.nn.ReLU(), torch.nn.Linear(512, 8)).eval()
+"""
+
+
+def _compile(cli, tmp_path, exporter):
+    (tmp_path / "wide.py").write_text(MODEL)
+    out = tmp_path / "out"
+    args = ["compile", "--model", f"{tmp_path / 'wide.py'}:build", "--shape", "input:2x1024"]
+    args += ["--exporter", exporter, "--no-bench", "--set", "export.external_data_threshold_mb=1", "-o", out]
+    return cli(*args), out
+
+
+def _locations(path):
+    model = onnx.load(str(path), load_external_data=False)
+    return {
+        entry.value
+        for tensor in model.graph.initializer
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_external_data_is_written_under_its_final_name_and_recorded(cli, tmp_path, exporter):
+    result, out = _compile(cli, tmp_path, exporter)
+    assert result.code == 0, result.text
+    for name in ("model.onnx", "model.fp32.onnx"):
+        data = out / f"{name}.data"
+        assert data.is_file() and data.stat().st_size > 2_000_000
+        assert _locations(out / name) == {f"{name}.data"}
+        assert (data.stat().st_mode & 0o777) == ((out / name).stat().st_mode & 0o777)
+    assert not [p for p in out.rglob(f"{TMP_PREFIX}*")], "a temporary file or folder was left behind"
+    manifest = json.loads((out / "manifest.json").read_text())
+    onnx_record = next(a for a in manifest["stages"]["export"]["outputs"] if a["name"] == "onnx")
+    assert [c["path"] for c in onnx_record["companions"]] == ["model.onnx.data"]
+    assert onnx_record["companions"][0]["size"] == (out / "model.onnx.data").stat().st_size
+    session = ort.InferenceSession(str(out / "model.fp32.onnx"), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"input": np.ones((2, 1024), np.float32)})
+    assert y.shape == (2, 8) and np.isfinite(y).all()
+
+
+def test_edited_or_deleted_external_data_is_detected_and_rebuilt(cli, tmp_path):
+    result, out = _compile(cli, tmp_path, "torchscript")
+    assert result.code == 0, result.text
+    data = out / "model.onnx.data"
+    original = data.read_bytes()
+    data.write_bytes(original[:-4] + b"\x00\x01\x02\x03")
+    again, _ = _compile(cli, tmp_path, "torchscript")
+    assert again.code == 0, again.text
+    assert "model.onnx.data does not match its recorded sha256" in again.text
+    assert data.read_bytes() == original
+    (out / "model.fp32.onnx.data").unlink()
+    third, _ = _compile(cli, tmp_path, "torchscript")
+    assert third.code == 0, third.text
+    assert "model.fp32.onnx.data is missing" in third.text
+    assert (out / "model.fp32.onnx.data").is_file()
