@@ -5,20 +5,17 @@ Data-driven fallback (in the spirit of ModelOpt's AutoCast): the FP16 graph and 
 same reference inputs with every intermediate tensor exposed; a node whose output drifts from FP32 beyond a
 threshold while its inputs did not (the error starts there, it is not carried in) is kept in FP32.
 
-Load check: a written graph must load and run on each target runtime before the stage accepts it. The check
-runs in a child process, so a runtime that crashes on the graph (SIGSEGV) is a failed check, not a dead run.
+Load check: a written graph must load and run on each target runtime before the stage accepts it
+(infercc.runtimes.isolation.load_check: a child process, so a runtime that crashes on the graph is a failed
+check, not a dead run).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 import re
-import subprocess
-import sys
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,68 +203,17 @@ def _cast_feed(model: Any, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]
 
 # --- load check (child process) ---------------------------------------------------------------------
 
-_CHILD = """
-import json, sys
-import numpy as np
-from infercc.runtimes.base import get_runtime
-path, feeds_path, names = sys.argv[1], sys.argv[2], sys.argv[3:]
-feeds = dict(np.load(feeds_path))
-for name in names:
-    print(json.dumps({"runtime": name, "started": True}), flush=True)
-    try:
-        with get_runtime(name, path) as runtime:
-            outputs = runtime.infer(feeds)
-        bad = sum(int((~np.isfinite(v)).sum()) for v in outputs.values() if np.issubdtype(v.dtype, np.floating))
-        print(json.dumps({"runtime": name, "error": None, "non_finite": bad}), flush=True)
-    except Exception as exc:
-        cause = exc.__cause__ or exc
-        print(json.dumps({"runtime": name, "error": str(getattr(exc, "message", exc)), "raw": str(cause)}), flush=True)
-"""
 
+def load_failures(path: Path, runtimes: list[str], feed: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Each runtime that cannot load `path` and run `feed` (in a child process: a crash is a failed check,
+    not a dead run), with the reason; [] when all can. Runtimes not available here are not failures."""
+    from infercc.runtimes.isolation import load_check
 
-def load_failures(
-    path: Path, runtimes: list[str], feed: dict[str, np.ndarray], timeout_s: float = 900
-) -> list[dict[str, Any]]:
-    """Each runtime that cannot load `path` and run `feed`, with the reason; [] when all can.
-
-    One child process runs them in turn, so a crash (SIGSEGV, abort) is reported against the runtime it
-    happened in. (Kept behind this one function until the shared isolation helper lands on main.)"""
-    if not runtimes:
-        return []
-    with tempfile.TemporaryDirectory(prefix="infercc-loadcheck-") as tmp:
-        feeds_path = Path(tmp) / "feed.npz"
-        np.savez(feeds_path, **feed)
-        try:
-            proc = subprocess.run(
-                [sys.executable, "-c", _CHILD, str(path), str(feeds_path), *runtimes],
-                capture_output=True,
-                text=True,
-                timeout=timeout_s,
-            )
-        except subprocess.TimeoutExpired:
-            return [{"runtime": ",".join(runtimes), "error": f"load check timed out after {timeout_s:.0f} s"}]
-    done: dict[str, dict[str, Any]] = {}
-    current = None
-    for line in proc.stdout.splitlines():
-        with contextlib.suppress(ValueError):
-            record = json.loads(line)
-            if record.get("started"):
-                current = record["runtime"]
-            else:
-                done[record["runtime"]] = record
-                current = None
-    failures = [r for r in done.values() if r.get("error")]
-    if proc.returncode != 0 and current is not None:
-        tail = (proc.stderr.strip().splitlines() or [""])[-1][:300]
-        failures.append(
-            {"runtime": current, "error": f"the runtime crashed (exit {proc.returncode}) {tail}".strip()}
-        )
-    elif proc.returncode != 0 and not done:
-        tail = (proc.stderr.strip().splitlines() or [""])[-1][:300]
-        failures.append(
-            {"runtime": ",".join(runtimes), "error": f"load check failed (exit {proc.returncode}): {tail}"}
-        )
-    return failures
+    return [
+        {"runtime": c.runtime, "error": c.reason, "raw": c.reason, "crashed": c.crashed}
+        for c in load_check(path, runtimes, feed)
+        if not c.ok and not c.skipped
+    ]
 
 
 _NODE_PATTERNS = (
