@@ -207,6 +207,33 @@ class SimplifyConfig(Strict):
     tool: Simplifier = Field(Simplifier.onnxslim, description="Graph simplifier: onnxslim, onnxsim or none.")
 
 
+class Fuser(StrEnum):
+    onnxscript = "onnxscript"
+    ort_transformers = "ort_transformers"
+
+
+class OptimizeConfig(Strict):
+    enabled: bool = Field(
+        True,
+        description="Fuse the simplified graph for ONNX Runtime (attention, SkipLayerNormalization, Gelu, rotary) "
+        "into model.fp32.ort.onnx; its FP16 form is built from it unless TensorRT is also a target.",
+    )
+    fusers: list[Fuser] = Field(
+        default_factory=lambda: [Fuser.onnxscript, Fuser.ort_transformers],
+        description="Fusion passes in order: onnxscript (onnxscript.rewriter.ort_fusions, written for dynamo "
+        "exports) and ort_transformers (onnxruntime.transformers.optimizer, model_type bert).",
+    )
+
+
+class TuneConfig(Strict):
+    enabled: bool = Field(
+        True,
+        description="Where ONNX Runtime has its CUDA provider: time provider-option sets (prefer_nhwc, TF32 for FP32 "
+        "graphs, CUDA graph) per artifact at the opt shape, keep the fastest that passes verify, and write it "
+        "beside the artifact as model.<precision>.ort-cuda.json (bench uses it).",
+    )
+
+
 class DataSource(Strict):
     """Where calibration or evaluation data comes from. Give exactly one of folder / images / callable / synthetic."""
 
@@ -531,7 +558,11 @@ class CompileConfig(Strict):
         default_factory=ExportConfig, description="Export settings (PyTorch -> ONNX)."
     )
     simplify: SimplifyConfig = Field(default_factory=SimplifyConfig, description="Graph simplification.")
+    optimize: OptimizeConfig = Field(
+        default_factory=OptimizeConfig, description="Graph fusion for ONNX Runtime (after simplify)."
+    )
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig, description="FP16 and INT8 settings.")
+    tune: TuneConfig = Field(default_factory=TuneConfig, description="ONNX Runtime CUDA provider tuning.")
     calibration: DataSource | None = Field(None, description="Calibration data for INT8.")
     evaluation: DataSource | None = Field(None, description="Held-out evaluation data for accuracy figures.")
     build: BuildConfig = Field(default_factory=BuildConfig, description="TensorRT engine build settings.")

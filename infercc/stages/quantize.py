@@ -35,7 +35,11 @@ def stages_for(config: CompileConfig) -> tuple[list[Stage], list[str]]:
     stages: list[Stage] = []
     produced: list[str] = []
     if Precision.fp16 in config.precisions:
-        stages.append(Fp16Stage())
+        from infercc.stages.optimize import enabled
+
+        # the fused graph has com.microsoft ops TensorRT cannot read: FP16 for TensorRT comes from the plain graph
+        fused = enabled(config) and Target.tensorrt not in config.targets
+        stages.append(Fp16Stage("fp32-ort" if fused else "fp32"))
         produced.append("fp16")
     if Precision.int8 in config.precisions:
         from infercc.data.sources import effective_sources
