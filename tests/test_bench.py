@@ -107,7 +107,7 @@ def test_compile_ends_with_verify_bench_report(cli, tmp_path: Path) -> None:
     assert ("pytorch", "pytorch-cpu") in names and ("fp32", "onnxruntime-cpu") in names
     fp32 = next(r for r in report["bench"]["results"] if r["artifact"] == "fp32")
     assert fp32["batches"]["1"]["speedup"] > 0 and fp32["threads"] == 1
-    assert report["selection"]["runtimes"][0]["chosen"] in {"fp32", "onnx"}
+    assert report["selection"]["runtimes"][0]["chosen"] in {"fp32", "fp32-ort", "onnx"}
     html = (out / "report.html").read_text()
     assert html.count("<svg") >= 2 and "Latency vs batch" in html and "Accuracy vs speed" in html
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "") and "<script" not in html
