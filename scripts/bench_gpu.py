@@ -81,6 +81,11 @@ def effnet():
     return efficientnet_lite0()
 
 
+def image_input(name: str) -> str:
+    """torchvision models take `x`; the EfficientNet-Lite0 example takes `images`."""
+    return "images" if name == "effnet" else "x"
+
+
 def is_text(name: str) -> bool:
     return name == "bert_base"
 
@@ -100,7 +105,7 @@ def config_for(name: str, out: Path) -> dict:
         }
     else:
         inputs = {
-            "images": {
+            image_input(name): {
                 "min": "1x3x224x224",
                 "shape": "32x3x224x224",
                 "max": "32x3x224x224",
@@ -280,7 +285,7 @@ def time_model(name: str, out: Path) -> dict:
     trials = dict(CANDIDATES)
     if tuned.get("fp16_options") is not None:
         trials["tuned"] = tuned["fp16_options"]
-    names = ["input_ids", "attention_mask"] if is_text(name) else ["images"]
+    names = ["input_ids", "attention_mask"] if is_text(name) else [image_input(name)]
     for batch in BATCHES:
         row: dict = {}
         with torch.inference_mode():
