@@ -55,3 +55,17 @@ def test_unfusable_attention_is_left_alone_and_reported(tmp_path, cli):
     assert stage["metrics"]["left"]["Softmax"] == 2
     assert "attention not fused: 2 Softmax left as MatMul/Softmax chains" in stage["notes"]
     ort.InferenceSession(str(out / "model.fp32.ort.onnx"), providers=["CPUExecutionProvider"])
+
+
+def test_a_fused_graph_is_verified_only_on_onnx_runtime(tmp_path, cli):
+    """com.microsoft ops are ONNX Runtime's own: OpenVINO is not asked to run the fused graph or its FP16 form,
+    and still verifies the plain FP32 graph."""
+    out = tmp_path / "out"
+    result = cli(
+        "verify", "-m", zoo("bert_block.py:bert_block"), *TOKENS, "-o", out, "--precision", "fp32,fp16",
+        "--set", "verify.runtimes=[onnxruntime-cpu,openvino-cpu]",
+    )  # fmt: skip
+    assert result.code == 0, result.text
+    pairs = {(r["artifact"], r["runtime"]) for r in manifest(out)["stages"]["verify"]["metrics"]["results"]}
+    assert {("fp32-ort", "onnxruntime-cpu"), ("fp16", "onnxruntime-cpu"), ("fp32", "openvino-cpu")} <= pairs
+    assert ("fp32-ort", "openvino-cpu") not in pairs and ("fp16", "openvino-cpu") not in pairs

@@ -22,7 +22,7 @@ from infercc.config import BenchConfig, CompileConfig
 from infercc.errors import InferccError
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import RunContext, Stage, StageOutput
-from infercc.runtimes.base import candidate_runtimes, probe, usable_runtimes
+from infercc.runtimes.base import candidate_runtimes, probe, runs_artifact, usable_runtimes
 from infercc.runtimes.isolation import IsolatedRuntime, RuntimeCrashed
 from infercc.stages.verify import Clock, opened
 
@@ -337,7 +337,7 @@ class BenchStage:
                 options["cuda_graph"] = cfg.cuda_graph
             for name in self.artifact_names:
                 art = inputs[name]
-                if art.kind in cls.artifact_kinds:
+                if runs_artifact(runtime_name, cls, art):
                     devices.add(runtime_device(runtime_name))
                     tuned = _tuned_options(ctx, inputs, name) if runtime_name == "onnxruntime-cuda" else {}
                     subjects.append(

@@ -14,6 +14,7 @@ from infercc.fsutil import atomic_path
 from infercc.onnxutil import check_onnx, load_onnx, save_onnx
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import NewArtifact, RunContext, StageOutput
+from infercc.runtimes.base import ORT_ONLY
 
 ORT_FILE = "model.fp32.ort.onnx"
 ATTENTION = ("Attention", "MultiHeadAttention", "GroupQueryAttention")
@@ -74,6 +75,8 @@ class OptimizeStage:
                     precision=None,
                     target=Target.onnxruntime.value,
                     meta={
+                        # only ONNX Runtime reads com.microsoft ops; an unfused graph runs anywhere
+                        "runtimes": list(ORT_ONLY) if _has_contrib_ops(final) else None,
                         "fused_ops": report.fused_ops,
                         "nodes": len(load_onnx(final, with_data=False).graph.node),
                     },
@@ -82,6 +85,10 @@ class OptimizeStage:
             metrics={**report.to_dict(), "parity": figures, "brief": brief},
             notes=notes,
         )
+
+
+def _has_contrib_ops(path: Any) -> bool:
+    return any(n.domain == "com.microsoft" for n in load_onnx(path, with_data=False).graph.node)
 
 
 def _left_alone(report: Any) -> list[str]:

@@ -186,6 +186,7 @@ class Fp16Stage:
                         "nodes": info["nodes"],
                         "accuracy": _fig(figures),
                         "blocked_nodes": search.block_nodes,
+                        "runtimes": inputs[self.source].meta.get("runtimes"),
                     },
                 )
             ],
