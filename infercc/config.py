@@ -207,6 +207,33 @@ class SimplifyConfig(Strict):
     tool: Simplifier = Field(Simplifier.onnxslim, description="Graph simplifier: onnxslim, onnxsim or none.")
 
 
+class Fuser(StrEnum):
+    onnxscript = "onnxscript"
+    ort_transformers = "ort_transformers"
+
+
+class OptimizeConfig(Strict):
+    enabled: bool = Field(
+        True,
+        description="Fuse the simplified graph for ONNX Runtime (attention, SkipLayerNormalization, Gelu, rotary) "
+        "into model.fp32.ort.onnx; its FP16 form is built from it unless TensorRT is also a target.",
+    )
+    fusers: list[Fuser] = Field(
+        default_factory=lambda: [Fuser.onnxscript, Fuser.ort_transformers],
+        description="Fusion passes in order: onnxscript (onnxscript.rewriter.ort_fusions, written for dynamo "
+        "exports) and ort_transformers (onnxruntime.transformers.optimizer, model_type bert).",
+    )
+
+
+class TuneConfig(Strict):
+    enabled: bool = Field(
+        True,
+        description="Where ONNX Runtime has its CUDA provider: time provider-option sets (prefer_nhwc, TF32 for FP32 "
+        "graphs, CUDA graph) per artifact at the opt shape, keep the fastest that passes verify, and write it "
+        "beside the artifact as model.<precision>.ort-cuda.json (bench uses it).",
+    )
+
+
 class DataSource(Strict):
     """Where calibration or evaluation data comes from. Give exactly one of folder / images / callable / synthetic."""
 
@@ -297,19 +324,9 @@ class QuantizeConfig(Strict):
     exclude_nodes: list[str] = Field(default_factory=list, description="Node names never quantized.")
     fp16_keep_io: bool = Field(True, description="FP16 artifact keeps FP32 inputs/outputs.")
     fp16_block_ops: list[str] = Field(
-        default_factory=lambda: [
-            "LayerNormalization",
-            "Softmax",
-            "ReduceMean",
-            "ReduceSum",
-            "ReduceSumSquare",
-            "ReduceL2",
-            "Pow",
-            "Exp",
-            "Sqrt",
-            "Div",
-        ],
-        description="Ops kept in FP32 inside the FP16 graph (overflow-prone).",
+        default_factory=list,
+        description="Op types kept in FP32 inside the FP16 graph. Default none: every op runs in FP16 (ONNX "
+        "Runtime's FP16 LayerNormalization and Softmax accumulate in FP32); the data decides which nodes stay FP32.",
     )
     fp16_block_nodes: list[str] = Field(
         default_factory=list, description="Node names kept in FP32 inside the FP16 graph."
@@ -317,8 +334,21 @@ class QuantizeConfig(Strict):
     fp16_auto_block: int = Field(
         3,
         ge=0,
-        description="When the FP16 graph goes NaN/Inf, keep the first node that overflows in FP32 and convert again, "
-        "at most this many times (0: fail at once).",
+        description="Rounds of the data-driven fallback: when the FP16 graph fails to load on a target runtime, "
+        "goes NaN/Inf, or misses fp16_min_cosine, keep the nodes where the error starts in FP32 and convert "
+        "again, at most this many times (0: fail at once on NaN/Inf or a load failure).",
+    )
+    fp16_min_cosine: float = Field(
+        0.999,
+        ge=-1,
+        le=1,
+        description="FP16 outputs' cosine to FP32 below which the fallback keeps nodes in FP32.",
+    )
+    fp16_drift_threshold: float = Field(
+        0.01,
+        gt=0,
+        description="Relative L2 error of a node's FP16 output against FP32 (on the evaluation data) above which, "
+        "when its inputs drift 4x less, the node counts as where the FP16 error starts.",
     )
     int8_budget_top1: float | None = Field(
         0.99,
@@ -528,7 +558,11 @@ class CompileConfig(Strict):
         default_factory=ExportConfig, description="Export settings (PyTorch -> ONNX)."
     )
     simplify: SimplifyConfig = Field(default_factory=SimplifyConfig, description="Graph simplification.")
+    optimize: OptimizeConfig = Field(
+        default_factory=OptimizeConfig, description="Graph fusion for ONNX Runtime (after simplify)."
+    )
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig, description="FP16 and INT8 settings.")
+    tune: TuneConfig = Field(default_factory=TuneConfig, description="ONNX Runtime CUDA provider tuning.")
     calibration: DataSource | None = Field(None, description="Calibration data for INT8.")
     evaluation: DataSource | None = Field(None, description="Held-out evaluation data for accuracy figures.")
     build: BuildConfig = Field(default_factory=BuildConfig, description="TensorRT engine build settings.")

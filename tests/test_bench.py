@@ -100,14 +100,14 @@ def test_compile_ends_with_verify_bench_report(cli, tmp_path: Path) -> None:
     assert report["bench"]["batch_sizes"] == [1, 4]
     assert report["bench"]["timed_shapes"] == {"1": {"x": "1x3x32x32"}, "4": {"x": "4x3x32x32"}}
     (line,) = result.out.splitlines()  # -q: the result in one line
-    assert line.startswith("ok: onnx, fp32 verified; fastest ") and line.endswith(f"; in {out}")
+    assert line.startswith("ok: onnx, fp32, fp32-ort verified; fastest ") and line.endswith(f"; in {out}")
     bench = json.loads((out / "manifest.json").read_text())["stages"]["bench"]["metrics"]
     assert bench["brief"].startswith("x 1x3x32x32; batch sweep 1, 4 at the same other dims: ")
     names = {(r["artifact"], r["runtime"]) for r in report["bench"]["results"]}
     assert ("pytorch", "pytorch-cpu") in names and ("fp32", "onnxruntime-cpu") in names
     fp32 = next(r for r in report["bench"]["results"] if r["artifact"] == "fp32")
     assert fp32["batches"]["1"]["speedup"] > 0 and fp32["threads"] == 1
-    assert report["selection"]["runtimes"][0]["chosen"] in {"fp32", "onnx"}
+    assert report["selection"]["runtimes"][0]["chosen"] in {"fp32", "fp32-ort", "onnx"}
     html = (out / "report.html").read_text()
     assert html.count("<svg") >= 2 and "Latency vs batch" in html and "Accuracy vs speed" in html
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "") and "<script" not in html

@@ -114,9 +114,11 @@ def test_verify_with_a_crashing_runtime_finishes_other_pairs_writes_report_exits
     assert passed == {
         ("onnx", "onnxruntime-cpu"): True,
         ("fp32", "onnxruntime-cpu"): True,
+        ("fp32-ort", "onnxruntime-cpu"): True,
         ("fp16", "onnxruntime-cpu"): True,
         ("onnx", "crashing-cpu"): True,
         ("fp32", "crashing-cpu"): True,
+        ("fp32-ort", "crashing-cpu"): True,
         ("fp16", "crashing-cpu"): False,
     }
     report = json.loads((built / "report.json").read_text())

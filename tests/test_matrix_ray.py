@@ -167,7 +167,7 @@ def test_matrix_on_ray_then_every_stage_from_the_cache(ray_head, tmp_path):
     assert {j["model"] for j in doc["jobs"]} == {"small_cnn", "dict_model", "quant_sensitive"}
     assert doc["cache"]["misses"] > 0
     for cell in doc["cells"]:  # rows models, columns targets: the selected artifact, speed-up, accuracy
-        assert cell["status"] == "ok" and cell["selected"]["artifact"] in ("onnx", "fp32", "fp16")
+        assert cell["status"] == "ok" and cell["selected"]["artifact"] in ("onnx", "fp32", "fp32-ort", "fp16")
         assert cell["selected"]["speedup"] > 0 and cell["selected"]["accuracy"]["cosine"] > 0.99
         assert Path(cell["selected"]["path"]).is_file()
     assert (tmp_path / "a" / "matrix.html").read_text().count("<tr>") >= 4

@@ -38,7 +38,7 @@ def test_quiet_prints_one_line_and_default_dim_names_link_outputs(cli, tmp_path)
     out = tmp_path / "q"
     result = cli("compile", *CNN_SHAPES, "--no-bench", "--out", out, "-q")
     assert result.code == 0, result.text
-    assert result.out.splitlines() == [f"ok: onnx, fp32 verified; in {out}"]
+    assert result.out.splitlines() == [f"ok: onnx, fp32, fp32-ort verified; in {out}"]
     for name in ("model.onnx", "model.fp32.onnx"):
         assert _graph_dims(out / name) == {"x": ["x_dim0", 3, 32, 32], "output": ["x_dim0", 10]}
     # output that is not a terminal: Markdown rows, nothing wrapped or boxed

@@ -78,7 +78,7 @@ def test_rerun_skips_every_stage_and_change_reruns_only_downstream(cli, cnn_out)
     assert doc["ran"] == [] and set(doc["cached"]) >= {"export", "simplify", "verify"}
     changed = cli("compile", *CNN, "-o", cnn_out, "--simplifier", "none", "--json")
     doc = changed.json()
-    assert "export" in doc["cached"] and doc["ran"] == ["simplify", "verify"]
+    assert "export" in doc["cached"] and doc["ran"] == ["simplify", "optimize-ort", "verify"]
     forced = cli("compile", *CNN, "-o", cnn_out, "--simplifier", "none", "--force", "--json")
     assert set(forced.json()["ran"]) >= {"export", "simplify", "verify"}
 

@@ -9,6 +9,7 @@ into `run_settings`, which verify and bench record.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -164,7 +165,7 @@ class OpenVINOCPU:
         def spec(port: Any) -> TensorSpec:
             shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
             dtype = _OV_TYPES.get(port.get_element_type().get_type_name(), "float32")
-            return TensorSpec(port.get_any_name(), dtype, shape)
+            return TensorSpec(_input_name(port, self.path), dtype, shape)
 
         outputs = [spec(p) for p in self.compiled.outputs]
         outputs = [TensorSpec(n, o.dtype, o.shape) for n, o in zip(self.output_names, outputs, strict=True)]
@@ -211,3 +212,20 @@ def _port_name(port: Any, onnx_name: str | None) -> str:
     """The ONNX graph's name for an output port (OpenVINO keeps the graph's output order, but its
     `get_any_name()` may be another name of the same tensor)."""
     return onnx_name or port.get_any_name()
+
+
+def _input_name(port: Any, path: Path) -> str:
+    """The ONNX graph's name for a port: OpenVINO folds an input Cast (FP16 graphs with FP32 I/O) into the
+    Parameter, whose `get_any_name()` may then be the Cast's output name."""
+    names = port.get_names()
+    graph_inputs = _graph_inputs(str(path), path.stat().st_mtime_ns)
+    return next((n for n in graph_inputs if n in names), port.get_any_name())
+
+
+@functools.cache
+def _graph_inputs(path: str, mtime_ns: int) -> tuple[str, ...]:  # the time: a rewritten file is read again
+    import onnx
+
+    graph = onnx.load(path, load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+    return tuple(i.name for i in graph.input if i.name not in initializers)

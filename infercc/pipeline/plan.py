@@ -177,7 +177,7 @@ def _range_from_graph(name: str, dims: list[Any] | None) -> ShapeRange:
 
 
 def plan(ctx: RunContext, goal: Goal, explicit_targets: bool = False) -> list[Stage]:
-    from infercc.stages import bench, build, quantize
+    from infercc.stages import bench, build, optimize, quantize, tune
     from infercc.stages.export import ExportStage, ImportOnnxStage
     from infercc.stages.simplify import SimplifyStage
     from infercc.stages.verify import VerifyStage
@@ -190,6 +190,9 @@ def plan(ctx: RunContext, goal: Goal, explicit_targets: bool = False) -> list[St
         return stages
     stages.append(SimplifyStage())
     onnx_artifacts = ["onnx", "fp32"]
+    if reaches(goal, Goal.quantize) and optimize.enabled(ctx.config):
+        stages.append(optimize.OptimizeStage())
+        onnx_artifacts.append("fp32-ort")
     if reaches(goal, Goal.quantize):
         more, produced = quantize.stages_for(ctx.config)
         stages += more
@@ -198,10 +201,15 @@ def plan(ctx: RunContext, goal: Goal, explicit_targets: bool = False) -> list[St
     if reaches(goal, Goal.build) and (Target.tensorrt in ctx.config.targets or goal is Goal.build):
         more, engines = build.stages_for(ctx.config, onnx_artifacts, explicit_targets or goal is Goal.build)
         stages += more
+    run_configs: list[str] = []
+    if reaches(goal, Goal.verify) and goal is not Goal.build and tune.planned(ctx.config):
+        tuned = [a for a in onnx_artifacts if a in tune.TUNED]
+        stages.append(tune.TuneStage(tuple(tuned)))
+        run_configs = [tune.run_config_name(a) for a in tuned]
     if reaches(goal, Goal.verify) and goal is not Goal.build:
         stages.append(VerifyStage(tuple(onnx_artifacts + engines)))
     if reaches(goal, Goal.bench) and (goal is Goal.bench or ctx.config.bench.enabled):
-        stages += bench.stages_for(ctx.config, onnx_artifacts + engines)
+        stages += bench.stages_for(ctx.config, onnx_artifacts + engines, run_configs)
     return stages
 
 

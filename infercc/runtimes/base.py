@@ -115,6 +115,16 @@ def time_loop(run_once: Any, sync: Any, iters: int, warmup: int) -> list[float]:
     return times
 
 
+ORT_ONLY = ("onnxruntime-cpu", "onnxruntime-cuda")  # graphs with com.microsoft ops (fused for ONNX Runtime)
+
+
+def runs_artifact(runtime: str, cls: type, art: Any) -> bool:
+    """Whether `runtime` should run artifact record `art`: its kind fits, and the artifact does not name the
+    only runtimes that can read it (meta["runtimes"], e.g. a graph fused into ONNX Runtime's own ops)."""
+    only = (getattr(art, "meta", None) or {}).get("runtimes")
+    return art.kind in cls.artifact_kinds and (not only or runtime in only)
+
+
 def candidate_runtimes(wanted: list[str], kinds: tuple[str, ...] = ("onnx", "engine")) -> list[str]:
     """The configured runtimes, or every registered runtime that runs ONNX files or engines."""
     if wanted:

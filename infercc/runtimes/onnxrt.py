@@ -181,10 +181,16 @@ class OrtCUDA(OrtCPU):
     providers: ClassVar[list[str]] = ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
     def __init__(
-        self, artifact: Path, threads: int | None = None, cuda_graph: bool = False, **_: Any
+        self,
+        artifact: Path,
+        threads: int | None = None,
+        cuda_graph: bool = False,
+        provider_options: dict[str, str] | None = None,
+        **_: Any,
     ) -> None:
         super().__init__(artifact, threads)
         self.cuda_graph = cuda_graph
+        self.provider_options = dict(provider_options or {})  # e.g. prefer_nhwc, cudnn_conv_algo_search
         self.notes: list[str] = []
         self.timing = "cuda-events"
         self._torch: Any = None
@@ -220,7 +226,7 @@ class OrtCUDA(OrtCPU):
         return self._torch or None
 
     def _provider_options(self, graph: bool) -> list[Any]:
-        options: dict[str, str] = {"device_id": "0"}
+        options: dict[str, str] = {"device_id": "0", **self.provider_options}
         torch = self._cuda_torch()
         if torch is not None:
             options["user_compute_stream"] = str(torch.cuda.current_stream().cuda_stream)

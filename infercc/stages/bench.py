@@ -22,15 +22,17 @@ from infercc.config import BenchConfig, CompileConfig
 from infercc.errors import InferccError
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import RunContext, Stage, StageOutput
-from infercc.runtimes.base import candidate_runtimes, probe, usable_runtimes
+from infercc.runtimes.base import candidate_runtimes, probe, runs_artifact, usable_runtimes
 from infercc.runtimes.isolation import IsolatedRuntime, RuntimeCrashed
 from infercc.stages.verify import Clock, opened
 
 BASELINES = {"cpu": "pytorch-cpu", "cuda": "pytorch-cuda"}
 
 
-def stages_for(config: CompileConfig, artifacts: list[str]) -> list[Stage]:
-    return [BenchStage(tuple(artifacts))]
+def stages_for(
+    config: CompileConfig, artifacts: list[str], run_configs: list[str] | None = None
+) -> list[Stage]:
+    return [BenchStage(tuple(artifacts), tuple(run_configs or ()))]
 
 
 def runtime_device(name: str) -> str:
@@ -263,9 +265,10 @@ class BenchStage:
     version: ClassVar[str] = "1"
     description = "Benchmark artifacts against PyTorch eager"
 
-    def __init__(self, artifact_names: tuple[str, ...]) -> None:
+    def __init__(self, artifact_names: tuple[str, ...], run_configs: tuple[str, ...] = ()) -> None:
         self.artifact_names = tuple(artifact_names)
-        self.needs: tuple[str, ...] = ("reference", *self.artifact_names)
+        self.run_configs = tuple(run_configs)  # tuned ONNX Runtime CUDA options (stages.tune)
+        self.needs: tuple[str, ...] = ("reference", *self.artifact_names, *self.run_configs)
 
     def settings(self, ctx: RunContext) -> dict[str, Any]:
         return {
@@ -334,10 +337,18 @@ class BenchStage:
                 options["cuda_graph"] = cfg.cuda_graph
             for name in self.artifact_names:
                 art = inputs[name]
-                if art.kind in cls.artifact_kinds:
+                if runs_artifact(runtime_name, cls, art):
                     devices.add(runtime_device(runtime_name))
+                    tuned = _tuned_options(ctx, inputs, name) if runtime_name == "onnxruntime-cuda" else {}
                     subjects.append(
-                        Subject(name, runtime_name, ctx.path(art.path), art.size, art.precision, options)
+                        Subject(
+                            name,
+                            runtime_name,
+                            ctx.path(art.path),
+                            art.size,
+                            art.precision,
+                            {**options, **tuned},
+                        )
                     )
         if cfg.baseline and not ctx.source.is_onnx:
             for device in sorted(devices):
@@ -358,6 +369,20 @@ class BenchStage:
                     ),
                 )
         return subjects, skipped
+
+
+def _tuned_options(ctx: RunContext, inputs: dict[str, ArtifactRecord], artifact: str) -> dict[str, Any]:
+    """The provider options the tune stage chose for this artifact, as OrtCUDA keyword arguments."""
+    import json
+
+    from infercc.stages.tune import run_config_name
+
+    record = inputs.get(run_config_name(artifact))
+    if record is None:
+        return {}
+    chosen = json.loads(ctx.path(record.path).read_text())
+    options = {k: v for k, v in chosen["provider_options"].items() if k != "enable_cuda_graph"}
+    return {"provider_options": options, "cuda_graph": bool(chosen.get("cuda_graph"))}
 
 
 def model_flops(module: Any, feed: dict[str, np.ndarray], input_names: list[str]) -> float | None:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from infercc.config import CompileConfig, Precision, Target
+from infercc.config import CompileConfig, Precision, QuantizeConfig, Target
 from infercc.errors import StageError, UsageError
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import NewArtifact, RunContext, Stage, StageOutput
@@ -35,7 +35,11 @@ def stages_for(config: CompileConfig) -> tuple[list[Stage], list[str]]:
     stages: list[Stage] = []
     produced: list[str] = []
     if Precision.fp16 in config.precisions:
-        stages.append(Fp16Stage())
+        from infercc.stages.optimize import enabled
+
+        # the fused graph has com.microsoft ops TensorRT cannot read: FP16 for TensorRT comes from the plain graph
+        fused = enabled(config) and Target.tensorrt not in config.targets
+        stages.append(Fp16Stage("fp32-ort" if fused else "fp32"))
         produced.append("fp16")
     if Precision.int8 in config.precisions:
         from infercc.data.sources import effective_sources
@@ -110,85 +114,65 @@ def _size_figures_at(path: Path, fp32: ArtifactRecord) -> dict[str, Any]:
 
 class Fp16Stage:
     name = "quantize-fp16"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     portable: ClassVar[bool] = (
-        True  # its outputs do not depend on this machine: --cache shares them across hosts
+        True  # its outputs do not depend on this machine (the load-check runtimes are in its settings)
     )
     description = "Convert to FP16"
-    needs: tuple[str, ...] = ("fp32",)
+
+    def __init__(self, source: str = "fp32") -> None:
+        self.source = source  # "fp32", or "fp32-ort" (the graph fused for ONNX Runtime)
+        self.needs: tuple[str, ...] = (source,)
 
     def settings(self, ctx: RunContext) -> dict[str, Any]:
         q = ctx.config.quantize
         return {
+            "source": self.source,
             "keep_io": q.fp16_keep_io,
             "block_ops": sorted(q.fp16_block_ops),
             "block_nodes": list(q.fp16_block_nodes),
             "auto_block": q.fp16_auto_block,
+            "min_cosine": q.fp16_min_cosine,
+            "drift": q.fp16_drift_threshold,
+            "load_check": fp16_runtimes(ctx),
             "evaluation": datasets(ctx)[1].fingerprint,
         }
 
     def tools(self) -> tuple[str, ...]:
-        return ("onnx", "onnxconverter_common", "onnxruntime")
+        return ("onnx", "onnxruntime", "onnxruntime-gpu")
 
     def run(self, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> StageOutput:
-        from infercc.quantization.accuracy import accuracy, brief, run_model
-        from infercc.quantization.fp16 import convert
-        from infercc.quantization.probe import first_non_finite
+        from infercc.fsutil import atomic_path
+        from infercc.onnxutil import load_onnx
+        from infercc.quantization.accuracy import brief
 
         q = ctx.config.quantize
-        fp32 = ctx.path(inputs["fp32"].path)
-        out = ctx.path(FP16_FILE)
+        final = ctx.path(FP16_FILE)
+        final.unlink(missing_ok=True)  # an earlier run's file must not outlive a failed conversion
         evaluate = datasets(ctx)[1]
         _warn_once(ctx, evaluate.warnings)
-        reference = fp32_outputs(ctx, inputs["fp32"])
-        block_nodes = list(q.fp16_block_nodes)
-        auto: list[dict[str, Any]] = []
-        notes: list[str] = []
-        for attempt in range(q.fp16_auto_block + 1):
-            ctx.progress(
-                self.name,
-                attempt,
-                None,
-                "converting" if not attempt else f"keeping {block_nodes[-1]} in FP32",
-            )
-            info = convert(
-                fp32, out, keep_io=q.fp16_keep_io, block_ops=q.fp16_block_ops, block_nodes=block_nodes
-            )
-            outputs = run_model(out, evaluate, threads=ctx.config.bench.threads)
-            figures = accuracy(outputs, reference)
-            if not figures["non_finite"]:
-                break
-            trace = first_non_finite(out, fp32, outputs.batches, threads=ctx.config.bench.threads) or {}
-            culprit = trace.get("culprit")
-            where = (
-                f"first at node {trace['node']} ({trace['op_type']}, output {trace['tensor']}: {trace['nan']} NaN, "
-                f"{trace['inf']} Inf)"
-                if trace.get("node")
-                else "no single node could be isolated"
-            )
-            if not culprit or culprit in block_nodes or attempt == q.fp16_auto_block:
-                out.unlink(missing_ok=True)
-                raise StageError(
-                    f"The FP16 graph produces {figures['non_finite']} NaN/Inf output values that FP32 does not: {where}.",
-                    hint=f"Keep it in FP32: add {trace.get('culprit_op_type') or 'the op'} to quantize.fp16_block_ops "
-                    f"(or {culprit or 'the node'} to quantize.fp16_block_nodes), or allow quantize.fp16_auto_block.",
-                )
-            auto.append(trace)
-            block_nodes.append(culprit)
-            notes.append(
-                f"FP16 overflow {where}; kept {culprit} ({trace.get('culprit_op_type')}) in FP32 and converted again"
-            )
-            _warn_once(ctx, [f"{self.name}: {notes[-1]}"])
+        search = _Fp16Search(
+            ctx, load_onnx(ctx.path(inputs[self.source].path)), fp32_outputs(ctx, inputs[self.source])
+        )
+        with atomic_path(final) as candidate:
+            info, figures = search.run(candidate)
         metrics = {
             "accuracy": figures,
             "evaluation": evaluate.description,
             "keep_io": q.fp16_keep_io,
+            "source": self.source,
+            "converter": "onnxruntime.transformers.float16",
+            "load_checked_on": search.runtimes,
             **info,
-            "auto_blocked": auto,
-            **_size_figures(ctx, FP16_FILE, inputs["fp32"]),
+            "auto_blocked": search.log,
+            **_size_figures(ctx, FP16_FILE, inputs[self.source]),
         }
         metrics["brief"] = f"{brief(figures)}, {metrics['size_ratio']:.0%} of FP32 size" + (
-            f", {len(auto)} node(s) kept FP32 after overflow" if auto else ""
+            f", {len(search.log)} node(s) kept FP32 by the data"
+            if search.log
+            else ", every op FP16"
+            if not info["kept_fp32_nodes"]
+            else ""
         )
         return StageOutput(
             artifacts=[
@@ -197,12 +181,154 @@ class Fp16Stage:
                     FP16_FILE,
                     "onnx",
                     precision=Precision.fp16,
-                    target=None,
-                    meta={"nodes": info["nodes"], "accuracy": _fig(figures), "blocked_nodes": block_nodes},
+                    target="onnxruntime" if self.source == "fp32-ort" else None,
+                    meta={
+                        "nodes": info["nodes"],
+                        "accuracy": _fig(figures),
+                        "blocked_nodes": search.block_nodes,
+                        "runtimes": inputs[self.source].meta.get("runtimes"),
+                    },
                 )
             ],
             metrics=metrics,
-            notes=notes,
+            notes=search.notes,
+        )
+
+
+def fp16_runtimes(ctx: RunContext) -> list[str]:
+    """The runtimes an FP16 graph must load and run on before the stage accepts it: ONNX Runtime CPU always
+    (verify and the accuracy figures use it), its CUDA provider where this machine has one."""
+    from infercc.runtimes.base import probe
+
+    names = ["onnxruntime-cpu"]
+    if Target.onnxruntime in ctx.config.targets and not probe("onnxruntime-cuda")[1]:
+        names.append("onnxruntime-cuda")
+    return names
+
+
+class _Fp16Search:
+    """Convert, prove the file loads and runs, measure; keep in FP32 the nodes that fail to load or where the
+    FP16 error starts, and convert again (at most quantize.fp16_auto_block rounds)."""
+
+    def __init__(self, ctx: RunContext, model: Any, reference: Any) -> None:
+        self.ctx, self.model, self.reference = ctx, model, reference
+        self.q = ctx.config.quantize
+        self.block_nodes = list(self.q.fp16_block_nodes)
+        self.runtimes = fp16_runtimes(ctx)
+        self.log: list[dict[str, Any]] = []
+        self.notes: list[str] = []
+        self.names = {n.name for n in model.graph.node}
+
+    def run(self, candidate: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        from infercc.onnxutil import TWO_GB
+        from infercc.quantization.accuracy import accuracy, run_model
+        from infercc.quantization.fp16 import blocked_summary, convert_model, load_failures
+
+        q = self.q
+        evaluate = datasets(self.ctx)[1]
+        first_feed = next(iter(evaluate.batches()))
+        for attempt in range(q.fp16_auto_block + 1):
+            last = attempt == q.fp16_auto_block
+            detail = "converting" if not attempt else f"{len(self.block_nodes)} node(s) kept in FP32"
+            self.ctx.progress(Fp16Stage.name, attempt, None, detail)
+            converted = convert_model(
+                self.model, keep_io=q.fp16_keep_io, block_ops=q.fp16_block_ops, block_nodes=self.block_nodes
+            )
+            _save_candidate(converted, candidate, TWO_GB)
+            failures = load_failures(candidate, self.runtimes, first_feed)
+            if failures:
+                self._unloadable(failures, last)
+                continue
+            outputs = run_model(candidate, evaluate, threads=self.ctx.config.bench.threads)
+            figures = accuracy(outputs, self.reference)
+            if not figures["non_finite"] and (figures.get("cosine") or 0.0) >= q.fp16_min_cosine:
+                break
+            if not self._drifting(converted, outputs, figures, last):
+                break
+        return blocked_summary(self.model, converted, q.fp16_block_ops, self.block_nodes), figures
+
+    def _unloadable(self, failures: list[dict[str, Any]], last: bool) -> None:
+        from infercc.quantization.fp16 import node_in_error
+
+        text = " ".join(f"{f.get('raw') or ''} {f['error']}" for f in failures)
+        node = node_in_error(text, self.names)
+        where = "; ".join(f"{f['runtime']}: {f['error'][:300]}" for f in failures)
+        if node is None or node in self.block_nodes or last:
+            raise StageError(
+                f"The FP16 graph does not load/run on {where}"
+                + (
+                    f" (nodes already kept in FP32: {', '.join(self.block_nodes)})"
+                    if self.block_nodes
+                    else ""
+                ),
+                hint="Keep the node it names in FP32 with quantize.fp16_block_nodes, or drop FP16 for this model.",
+            )
+        op = next(n.op_type for n in self.model.graph.node if n.name == node)
+        self.block_nodes.append(node)
+        self.log.append({"node": node, "op_type": op, "reason": "load", "error": where[:300]})
+        self.notes.append(
+            f"FP16 graph failed to load ({where[:200]}); kept {node} ({op}) in FP32 and converted again"
+        )
+        _warn_once(self.ctx, [f"quantize-fp16: {self.notes[-1]}"])
+
+    def _drifting(self, converted: Any, outputs: Any, figures: dict[str, Any], last: bool) -> bool:
+        """Keep the nodes where the error starts in FP32; False when there is nothing more to try."""
+        from infercc.quantization.fp16 import drift_sources
+
+        q = self.q
+        drifts: list[Any] = []
+        for feed in outputs.batches[:3]:
+            drifts = [
+                d
+                for d in drift_sources(converted, self.model, feed, q.fp16_drift_threshold)
+                if d.node not in self.block_nodes
+            ]
+            if drifts:
+                break
+        bad = figures["non_finite"]
+        where = (
+            f"first at node {drifts[0].node} ({drifts[0].op_type}, relative error {drifts[0].error:.3g} "
+            f"against FP32, inputs {drifts[0].input_error:.3g})"
+            if drifts
+            else "no single node could be isolated"
+        )
+        if not drifts or last:
+            if bad:
+                raise StageError(
+                    f"The FP16 graph produces {bad} NaN/Inf output values that FP32 does not: {where}.",
+                    hint=f"Keep it in FP32: add {drifts[0].node if drifts else 'the node'} to quantize.fp16_block_nodes "
+                    f"(or its op to quantize.fp16_block_ops), or allow more quantize.fp16_auto_block rounds.",
+                )
+            self.notes.append(
+                f"FP16 cosine {figures.get('cosine')} is below quantize.fp16_min_cosine {q.fp16_min_cosine}: {where}; "
+                "the graph is kept and verify judges it against its tolerance"
+            )
+            _warn_once(self.ctx, [f"quantize-fp16: {self.notes[-1]}"])
+            return False
+        picked = drifts[:4]
+        for d in picked:
+            self.block_nodes.append(d.node)
+            self.log.append({**d.to_dict(), "reason": "non-finite" if bad else "drift", "culprit": d.node})
+        reason = f"{bad} NaN/Inf output values" if bad else f"cosine {figures.get('cosine')}"
+        self.notes.append(
+            f"FP16 {reason} {where}; kept {', '.join(f'{d.node} ({d.op_type})' for d in picked)} in FP32 and converted again"
+        )
+        _warn_once(self.ctx, [f"quantize-fp16: {self.notes[-1]}"])
+        return True
+
+
+def _save_candidate(model: Any, path: Any, limit: int) -> None:
+    import onnx
+
+    if model.ByteSize() <= limit:
+        onnx.save(model, str(path))
+    else:  # pragma: no cover - very large models: weights beside the final name
+        onnx.save(
+            model,
+            str(path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=f"{FP16_FILE}.data",
         )
 
 
@@ -323,7 +449,7 @@ class Int8Stage:
         return {
             "form": self.form,
             "quantize": q.model_dump(
-                mode="json", exclude={"fp16_keep_io", "fp16_block_ops", "fp16_block_nodes", "fp16_auto_block"}
+                mode="json", exclude={k for k in QuantizeConfig.model_fields if k.startswith("fp16_")}
             ),
             "calibration": calib.fingerprint,
             "evaluation": evaluate.fingerprint,

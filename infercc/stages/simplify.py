@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import shutil
+from pathlib import Path
 from typing import Any, ClassVar
 
 from infercc.config import Simplifier, Tolerance
@@ -54,7 +55,7 @@ class SimplifyStage:
         after = op_counts(simplified)
         try:
             check_onnx(final)
-            parity = _parity(ctx, inputs)
+            figures = parity(ctx, inputs, final)
         except BaseException:
             final.unlink(missing_ok=True)
             raise
@@ -68,7 +69,7 @@ class SimplifyStage:
                 "nodes_after": sum(after.values()),
                 "op_counts_before": before,
                 "op_counts_after": after,
-                "parity": parity,
+                "parity": figures,
             },
         )
 
@@ -97,8 +98,8 @@ def _simplify(model: Any, tool: Simplifier) -> Any:
         ) from exc
 
 
-def _parity(ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> dict[str, Any]:
-    """The simplified graph must still match the reference at every checked shape."""
+def parity(ctx: RunContext, inputs: dict[str, ArtifactRecord], path: Path) -> dict[str, Any]:
+    """A rewritten graph (simplified, fused) must still match the reference at every checked shape."""
     from infercc.runtimes.onnxrt import OrtCPU
     from infercc.stages.export import load_reference
 
@@ -106,7 +107,7 @@ def _parity(ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> dict[str, Any
     reference = load_reference(ctx.path(inputs["reference"].path))
     report: dict[str, Any] = {}
     problems = []
-    with OrtCPU(ctx.path(FP32_FILE)) as runtime:
+    with OrtCPU(path) as runtime:
         for label, (feeds, expected) in reference.items():
             outputs = runtime.infer(feeds)
             report[label] = {}
@@ -116,7 +117,7 @@ def _parity(ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> dict[str, Any
                 problems += [f"at the {label} shapes, output {name}: {f}" for f in metrics.failures]
     if problems:
         raise VerificationFailed(
-            "The simplified graph no longer matches the reference: " + "; ".join(problems),
+            f"{path.name} no longer matches the reference: " + "; ".join(problems),
             hint="Run again with --simplifier none and report the model to the simplifier's authors.",
         )
     return report

@@ -23,7 +23,7 @@ from infercc.errors import InferccError
 from infercc.metrics import compare, split_tolerance, stack_rows
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import RunContext, StageOutput
-from infercc.runtimes.base import candidate_runtimes, usable_runtimes
+from infercc.runtimes.base import candidate_runtimes, runs_artifact, usable_runtimes
 from infercc.runtimes.isolation import RuntimeCrashed, open_runtime
 
 ARTIFACT_KINDS = ("onnx", "engine")
@@ -149,7 +149,7 @@ class VerifyStage:
         for runtime_name, cls in usable:
             for name in self.artifact_names:
                 art = inputs[name]
-                if art.kind not in cls.artifact_kinds:
+                if not runs_artifact(runtime_name, cls, art):
                     continue
                 handled.add(name)
                 ctx.progress(self.name, len(results), None, f"{name} on {runtime_name}")

@@ -1,0 +1,71 @@
+"""Graph-optimization stage for ONNX Runtime on real dynamo exports: attention fused on a BERT-like block with
+parity kept; a pattern no fuser matches is left as it is and reported, never an error."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from infercc.stages.export import load_reference
+from tests.conftest import manifest, zoo
+
+TOKENS = [
+    "--shape",
+    "input_ids:2x16,attention_mask:2x16",
+    "--dtype",
+    "input_ids:int64,attention_mask:int64",
+    "--val-range",
+    "input_ids:[0,100],attention_mask:[1,2]",
+]
+
+
+def test_bert_block_gets_attention_fused_and_keeps_parity(tmp_path, cli):
+    out = tmp_path / "out"
+    result = cli("quantize", "-m", zoo("bert_block.py:bert_block"), *TOKENS, "-o", out, "--precision", "fp16")
+    assert result.code == 0, result.text
+    stages = manifest(out)["stages"]
+    metrics = stages["optimize-ort"]["metrics"]
+    assert metrics["fused_ops"]["MultiHeadAttention"] == 2
+    assert metrics["fused_ops"]["SkipLayerNormalization"] == 4
+    assert not metrics["errors"] and "Softmax" not in metrics["left"]
+    assert all(o["passed"] for shape in metrics["parity"].values() for o in shape.values())
+    fused = onnx.load(str(out / "model.fp32.ort.onnx"))
+    ops = Counter((n.domain, n.op_type) for n in fused.graph.node)
+    assert ops[("com.microsoft", "MultiHeadAttention")] == 2 and not ops[("", "Softmax")]
+    # the fused graph runs in ORT CPU and matches PyTorch; FP16 is built from it
+    session = ort.InferenceSession(str(out / "model.fp32.ort.onnx"), providers=["CPUExecutionProvider"])
+    feeds, expected = load_reference(out / "reference.npz")["opt"]
+    (value,) = session.run(None, feeds)
+    np.testing.assert_allclose(value, next(iter(expected.values())), atol=1e-4, rtol=1e-3)
+    assert stages["quantize-fp16"]["metrics"]["source"] == "fp32-ort"
+    assert stages["quantize-fp16"]["metrics"]["accuracy"]["cosine"] >= 0.999
+
+
+def test_unfusable_attention_is_left_alone_and_reported(tmp_path, cli):
+    out = tmp_path / "out"
+    result = cli(
+        "quantize", "-m", zoo("transformer.py:mha_encoder"), *TOKENS, "-o", out, "--precision", "fp32"
+    )
+    assert result.code == 0, result.text
+    stage = manifest(out)["stages"]["optimize-ort"]
+    assert "MultiHeadAttention" not in stage["metrics"]["fused_ops"]
+    assert stage["metrics"]["left"]["Softmax"] == 2
+    assert "attention not fused: 2 Softmax left as MatMul/Softmax chains" in stage["notes"]
+    ort.InferenceSession(str(out / "model.fp32.ort.onnx"), providers=["CPUExecutionProvider"])
+
+
+def test_a_fused_graph_is_verified_only_on_onnx_runtime(tmp_path, cli):
+    """com.microsoft ops are ONNX Runtime's own: OpenVINO is not asked to run the fused graph or its FP16 form,
+    and still verifies the plain FP32 graph."""
+    out = tmp_path / "out"
+    result = cli(
+        "verify", "-m", zoo("bert_block.py:bert_block"), *TOKENS, "-o", out, "--precision", "fp32,fp16",
+        "--set", "verify.runtimes=[onnxruntime-cpu,openvino-cpu]",
+    )  # fmt: skip
+    assert result.code == 0, result.text
+    pairs = {(r["artifact"], r["runtime"]) for r in manifest(out)["stages"]["verify"]["metrics"]["results"]}
+    assert {("fp32-ort", "onnxruntime-cpu"), ("fp16", "onnxruntime-cpu"), ("fp32", "openvino-cpu")} <= pairs
+    assert ("fp32-ort", "openvino-cpu") not in pairs and ("fp16", "openvino-cpu") not in pairs

@@ -1,0 +1,52 @@
+"""ONNX Runtime CUDA provider tuning: which option sets a graph gets, where the run config goes, and that a
+machine without the CUDA provider plans no tuning (it has nothing to measure)."""
+
+from __future__ import annotations
+
+import onnx
+from onnx import TensorProto, helper
+
+from infercc.config import parse_config
+from infercc.stages.tune import candidates, planned, run_config_file
+from tests.conftest import manifest, zoo
+
+
+def _graph(op: str) -> onnx.ModelProto:
+    if op == "Conv":
+        node = helper.make_node("Conv", ["x", "w"], ["y"])
+        w = helper.make_tensor("w", TensorProto.FLOAT, [1, 1, 1, 1], [1.0])
+    else:
+        node = helper.make_node("MatMul", ["x", "w"], ["y"])
+        w = helper.make_tensor("w", TensorProto.FLOAT, [1, 1], [1.0])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, None)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    return helper.make_model(helper.make_graph([node], "g", [x], [y], [w]))
+
+
+def test_candidates_follow_the_graph_and_precision():
+    conv_fp32 = candidates(_graph("Conv"), fp32=True)
+    assert {(c["prefer_nhwc"], c["use_tf32"]) for c in conv_fp32} == {
+        ("0", "0"),
+        ("0", "1"),
+        ("1", "0"),
+        ("1", "1"),
+    }
+    assert conv_fp32[0] == {"prefer_nhwc": "0", "cudnn_conv_algo_search": "EXHAUSTIVE", "use_tf32": "1"}
+    # FP16: TF32 does not apply; no convolution: no layout choice
+    assert candidates(_graph("MatMul"), fp32=False) == [
+        {"prefer_nhwc": "0", "cudnn_conv_algo_search": "EXHAUSTIVE"}
+    ]
+    assert run_config_file("model.fp16.onnx") == "model.fp16.ort-cuda.json"
+
+
+def test_no_cuda_provider_plans_no_tuning(tmp_path, cli):
+    import onnxruntime as ort
+
+    assert "CUDAExecutionProvider" not in ort.get_available_providers()  # this test is for CPU-only machines
+    assert not planned(parse_config({"model": {"source": "x.py:f"}}))
+    out = tmp_path / "out"
+    result = cli("verify", "-m", zoo("fp16_cases.py:layer_norm"), "--shape", "x:2x16", "-o", out)
+    assert result.code == 0, result.text
+    stages = manifest(out)["stages"]
+    assert "tune-ort-cuda" not in stages and "verify" in stages
+    assert not list(out.glob("*.ort-cuda.json"))
