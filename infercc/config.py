@@ -402,7 +402,7 @@ class Tolerance(Strict):
         None, ge=0, le=1, description="Minimum top-1 agreement (classifier outputs)."
     )
     min_snr_db: float | None = Field(None, description="Minimum signal-to-noise ratio in dB.")
-    check_nonfinite: bool = Field(True, description="Fail on NaN/Inf values where the reference has none.")
+    check_nonfinite: bool = Field(True, description="Fail on any NaN/Inf value in the output.")
 
 
 def _default_tolerances() -> dict[Precision, Tolerance]:

@@ -228,8 +228,11 @@ def _verify_by_artifact(verify: StageRecord | None) -> dict[str, str]:
         cosines = [o["cosine"] for o in outputs.values() if o.get("cosine") is not None]
         top1 = [o["top1"] for o in outputs.values() if o.get("top1") is not None]
         failed = bool(result.get("failures"))
-        cosine = min(cosines) if cosines else 1.0
+        non_finite = sum((o.get("nan") or 0) + (o.get("inf") or 0) for o in outputs.values())
+        cosine = min(cosines) if cosines else (0.0 if non_finite else 1.0)
         text = f"cos {cosine:.6f}" if cosines else ""
+        if non_finite:
+            text = ", ".join([t for t in (text, f"{non_finite} NaN/Inf") if t])
         if top1:
             text += f", top-1 {min(top1):.0%}"
         if several:

@@ -25,9 +25,9 @@ from infercc.dimnames import name_dynamic_dims, wanted_names
 from infercc.errors import InferccError, StageError, UsageError, VerificationFailed
 from infercc.fsutil import atomic_path
 from infercc.lazy import require
-from infercc.metrics import compare
+from infercc.metrics import compare, non_finite_outputs
 from infercc.models.boundary import user_code
-from infercc.models.io import flatten_outputs
+from infercc.models.io import changed_inputs, flatten_outputs, input_copies, mutation_note
 from infercc.onnxutil import TWO_GB, check_onnx, io_dims, load_onnx, op_counts
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import NewArtifact, RunContext, StageOutput
@@ -67,7 +67,7 @@ def describe_point(point: ShapePoint) -> str:
 
 class ExportStage:
     name = "export"
-    version: ClassVar[str] = "2"  # 2: dynamic dimensions named <input>_dim<axis> or by --dim-name
+    version: ClassVar[str] = "3"  # 2: dynamic dimensions named <input>_dim<axis> or by --dim-name; 3: PyTorch on input copies, NaN reference is exit 4
     portable: ClassVar[bool] = (
         True  # its outputs do not depend on this machine: --cache shares them across hosts
     )
@@ -97,12 +97,12 @@ class ExportStage:
             p.label: synthetic_feed(ctx.input_names, p.shapes, ctx.config.inputs, seed=ctx.config.verify.seed)
             for p in points
         }
-        references = {p.label: _torch_outputs(module, ctx, feeds[p.label], p) for p in points}
+        notes: list[str] = []
+        references = {p.label: _torch_outputs(module, ctx, feeds[p.label], p, notes) for p in points}
         output_names = list(references[points[0].label])
 
         exporters = _exporter_order(ctx.config.export.exporter)
         attempts: list[str] = []
-        notes: list[str] = []
         tolerance = Tolerance(atol=ctx.config.export.atol, rtol=ctx.config.export.rtol)
         for i, exporter in enumerate(exporters):
             ctx.progress(self.name, i, len(exporters), f"{exporter.value} exporter")
@@ -268,9 +268,12 @@ def _export_failure(attempts: list[str], ctx: RunContext) -> InferccError:
     )
 
 
-def _torch_outputs(module: Any, ctx: RunContext, feed: Feeds, point: ShapePoint) -> dict[str, np.ndarray]:
+def _torch_outputs(
+    module: Any, ctx: RunContext, feed: Feeds, point: ShapePoint, notes: list[str]
+) -> dict[str, np.ndarray]:
+    """PyTorch's outputs on copies of the feed (a mutating forward is noted); NaN/Inf in them is exit 4."""
     torch = require("torch")
-    args = [torch.from_numpy(np.ascontiguousarray(feed[n])) for n in ctx.input_names]
+    args = input_copies(torch, feed, ctx.input_names)
     try:
         with torch.inference_mode(), user_code("The model's forward", f"running on the {point.label} shapes"):
             result = module(*args)
@@ -288,8 +291,26 @@ def _torch_outputs(module: Any, ctx: RunContext, feed: Feeds, point: ShapePoint)
                 else "."
             ),
         ) from exc
+    changed = changed_inputs(args, feed, ctx.input_names)
+    if changed and mutation_note(changed) not in notes:
+        notes.append(mutation_note(changed))
     tensors = flatten_outputs(result, ctx.config.model.output_names)
-    return {n: t.detach().cpu().numpy() for n, t in tensors.items()}
+    outputs = {n: t.detach().cpu().numpy() for n, t in tensors.items()}
+    require_finite_reference(outputs, f"the {point.label} shapes ({describe_point(point)})")
+    return outputs
+
+
+def require_finite_reference(outputs: dict[str, np.ndarray], where: str, what: str = "PyTorch model") -> None:
+    """The reference must be finite: NaN/Inf in it leaves nothing to verify against (exit 4)."""
+    bad = non_finite_outputs(outputs)
+    if bad:
+        has_nan = any(np.issubdtype(v.dtype, np.floating) and np.isnan(v).any() for v in outputs.values())
+        kind = "NaN" if has_nan else "Inf"
+        raise StageError(
+            f"The {what} itself produces {kind} on {where}: {'; '.join(bad)}.",
+            hint="Nothing can be verified against a non-finite reference. Fix the model or its weights, or "
+            "declare the value ranges it handles (--val-range NAME:[LOW,HIGH]).",
+        )
 
 
 def _trace_feed(ctx: RunContext) -> Feeds:

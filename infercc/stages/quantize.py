@@ -79,7 +79,11 @@ def fp32_outputs(ctx: RunContext, fp32: ArtifactRecord) -> Any:
     state = _state(ctx)
     key = ("fp32-outputs", fp32.sha256)
     if key not in state:
-        state[key] = run_model(ctx.path(fp32.path), datasets(ctx)[1], threads=ctx.config.bench.threads)
+        from infercc.stages.export import require_finite_reference
+
+        outputs = run_model(ctx.path(fp32.path), datasets(ctx)[1], threads=ctx.config.bench.threads)
+        require_finite_reference(outputs.values, "the evaluation data", "FP32 graph")
+        state[key] = outputs
     return state[key]
 
 
@@ -105,7 +109,7 @@ def _size_figures(ctx: RunContext, filename: str, fp32: ArtifactRecord) -> dict[
 
 class Fp16Stage:
     name = "quantize-fp16"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     portable: ClassVar[bool] = (
         True  # its outputs do not depend on this machine: --cache shares them across hosts
     )
@@ -299,7 +303,7 @@ class CalibrateStage:
 
 
 class Int8Stage:
-    version: ClassVar[str] = "2"
+    version: ClassVar[str] = "3"
     portable: ClassVar[bool] = (
         True  # its outputs do not depend on this machine: --cache shares them across hosts
     )

@@ -109,7 +109,7 @@ def opened(clock: Clock, name: str, artifact: Any, **options: Any) -> Iterator[A
 
 class VerifyStage:
     name = "verify"
-    version: ClassVar[str] = "7"
+    version: ClassVar[str] = "8"
     description = "Verify artifacts against the reference"
 
     def __init__(self, artifact_names: tuple[str, ...]) -> None:
@@ -142,7 +142,8 @@ class VerifyStage:
         clock = Clock()
         cfg = ctx.config.verify
         source, sets = clock.load(input_sets, ctx, inputs, clock)
-        reference_name = _attach_reference(ctx, inputs, sets, clock)
+        reference_notes: list[str] = []
+        reference_name = _attach_reference(ctx, inputs, sets, clock, reference_notes)
         results: list[dict[str, Any]] = []
         handled: set[str] = set()
         usable, skipped = usable_runtimes(cfg.runtimes, "verify.runtimes")
@@ -164,6 +165,7 @@ class VerifyStage:
         failures = [f for r in results for f in r["failures"]]
         notes = [f"skipped runtime {s['runtime']}: {s['reason']}" for s in skipped]
         notes += [f"not verified: {u['artifact']} ({u['reason']})" for u in unverified]
+        notes += reference_notes
         return StageOutput(
             metrics={
                 "passed": not failures,
@@ -271,9 +273,12 @@ def _dataset_sets(ctx: RunContext, kind: str | None, folder: Any) -> list[InputS
 
 
 def _attach_reference(
-    ctx: RunContext, inputs: dict[str, ArtifactRecord], sets: list[InputSet], clock: Clock
+    ctx: RunContext, inputs: dict[str, ArtifactRecord], sets: list[InputSet], clock: Clock, notes: list[str]
 ) -> str:
-    """Fill in the expected outputs of every set (all of them with reference=onnx); returns what the reference is."""
+    """Fill in the expected outputs of every set (all of them with reference=onnx); returns what the reference
+    is. A non-finite reference is exit 4; what PyTorch noted (a forward that mutates its inputs) goes to notes."""
+    from infercc.stages.export import require_finite_reference
+
     onnx_ref = ctx.config.verify.reference is Reference.onnx or ctx.source.is_onnx
     if onnx_ref and "onnx" in inputs:
         with opened(
@@ -282,6 +287,9 @@ def _attach_reference(
             for s in sets:
                 if s.expected is None or ctx.config.verify.reference is Reference.onnx:
                     s.expected = clock.call(rt.infer, s.feeds)
+                    require_finite_reference(
+                        s.expected, f"the verify input set {s.label}", "FP32 ONNX reference"
+                    )
         return (
             "onnx (FP32, ONNX Runtime CPU)"
             if ctx.config.verify.reference is Reference.onnx
@@ -301,6 +309,8 @@ def _attach_reference(
         ) as rt:
             for s in missing:
                 s.expected = clock.call(rt.infer, s.feeds)
+                require_finite_reference(s.expected, f"the verify input set {s.label}")
+            notes += rt.notes
     return "pytorch (eager FP32, CPU)"
 
 
