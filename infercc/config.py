@@ -329,6 +329,11 @@ class QuantizeConfig(Strict):
     int8_budget_cosine: float | None = Field(
         None, ge=-1, le=1, description="Accuracy budget: minimum cosine to FP32."
     )
+    accept_budget_miss: bool = Field(
+        False,
+        description="Accept an artifact that misses its accuracy budget: the run exits 0 and the miss is noted, "
+        "but the artifact is still never selected as within budget. Say why in the config.",
+    )
     fallback_max_steps: int = Field(
         6, ge=0, description="Accuracy-aware fallback: most re-quantization rounds."
     )
@@ -493,10 +498,17 @@ class ReportConfig(Strict):
     html: bool = Field(True, description="Write report.html.")
     markdown: bool = Field(True, description="Write summary.md (for a CI job summary).")
     accuracy_budget_top1: float | None = Field(
-        None, ge=0, le=1, description="Selection: fastest artifact whose top-1 agreement meets this."
+        None,
+        ge=0,
+        le=1,
+        description="Selection: minimum top-1 agreement, on top of each artifact's own budget.",
     )
     accuracy_budget_cosine: float | None = Field(
-        0.99, ge=-1, le=1, description="Selection: minimum cosine to the reference."
+        None,
+        ge=-1,
+        le=1,
+        description="Selection: minimum cosine to the reference, on top of each artifact's own budget "
+        "(quantize.int8_budget_*) and verify tolerances.",
     )
     accuracy_budget_snr_db: float | None = Field(
         None, description="Selection: minimum SNR to the reference, in dB."

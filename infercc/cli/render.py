@@ -222,12 +222,14 @@ def _verify_by_artifact(verify: StageRecord | None) -> dict[str, str]:
         return {}
     results = verify.metrics.get("results", [])
     several = len({r["runtime"] for r in results}) > 1
-    worst: dict[str, tuple[bool, float, str]] = {}
+    worst: dict[str, tuple[tuple[bool, bool, float], str]] = {}
     for result in results:
         outputs = result.get("outputs") or {}
         cosines = [o["cosine"] for o in outputs.values() if o.get("cosine") is not None]
         top1 = [o["top1"] for o in outputs.values() if o.get("top1") is not None]
         failed = bool(result.get("failures"))
+        budget = result.get("budget") or {}
+        missed = not failed and budget.get("met") is False
         non_finite = sum((o.get("nan") or 0) + (o.get("inf") or 0) for o in outputs.values())
         cosine = min(cosines) if cosines else (0.0 if non_finite else 1.0)
         text = f"cos {cosine:.6f}" if cosines else ""
@@ -237,14 +239,18 @@ def _verify_by_artifact(verify: StageRecord | None) -> dict[str, str]:
             text += f", top-1 {min(top1):.0%}"
         if several:
             text += f" [dim]({_short_runtime(result['runtime'])})[/]"
-        key = (failed, -cosine)
+        if missed:
+            text += " [yellow](budget missed, accepted)[/]" if budget.get("accepted") else ""
+        verdict = (
+            "[red]FAIL[/] "
+            if failed
+            else ("[red]budget missed[/] " if missed and not budget.get("accepted") else "[green]ok[/] ")
+        )
+        key = (failed, missed, -cosine)
         previous = worst.get(result["artifact"])
-        if previous is None or key > (previous[0], -previous[1]):
-            worst[result["artifact"]] = (failed, cosine, text)
-    return {
-        name: ("[red]FAIL[/] " if failed else "[green]ok[/] ") + text
-        for name, (failed, _, text) in worst.items()
-    }
+        if previous is None or key > previous[0]:
+            worst[result["artifact"]] = (key, verdict + text)
+    return {name: text for name, (_, text) in worst.items()}
 
 
 def _short_runtime(name: str) -> str:

@@ -112,14 +112,12 @@ def _margin(logits: np.ndarray) -> np.ndarray:
 
 
 def meets(figures: dict[str, Any], top1: float | None, cosine: float | None) -> tuple[bool, list[str]]:
-    """Whether the figures meet the budget, and what misses it."""
-    misses = []
-    if figures.get("non_finite"):
-        misses.append(f"{figures['non_finite']} NaN/Inf values")
-    if top1 is not None and figures.get("top1") is not None and figures["top1"] < top1:
-        misses.append(f"top-1 agreement {figures['top1']:.2%} < {top1:.2%}")
-    if cosine is not None and figures.get("cosine") is not None and figures["cosine"] < cosine:
-        misses.append(f"cosine {figures['cosine']:.5f} < {cosine}")
+    """Whether the figures meet the budget, and what misses it (infercc.budget.Budget.misses)."""
+    from infercc.budget import Budget
+
+    misses = Budget(top1, cosine).misses(
+        figures.get("top1"), figures.get("cosine"), figures.get("non_finite") or 0
+    )
     return not misses, misses
 
 

@@ -93,11 +93,21 @@ def build_report(out: Path, manifest: Any, config: Any) -> dict[str, Any]:
         "bench": bench,
         "selection": select(verify, bench, config),
         "compute_floor": compute_floor(bench, environment),
-        "status": "failed"
-        if (verify and not verify["passed"]) or any(s["status"] == "failed" for s in stages)
-        else "ok",
+        "status": _status(verify, stages, manifest),
     }
     return _clean(report)
+
+
+def _status(verify: dict[str, Any] | None, stages: list[dict[str, Any]], manifest: Any) -> str:
+    """failed (a stage failed, or verify did), budget missed (an artifact misses its accuracy budget and the
+    miss is not accepted: judged by verify, else by quantize), or ok."""
+    if (verify and not verify["passed"]) or any(s["status"] == "failed" for s in stages):
+        return "failed"
+    if verify is not None:
+        missed = verify.get("budget_misses")
+    else:
+        missed = [m for s in manifest.stages.values() for m in s.metrics.get("budget_misses", [])]
+    return "budget missed" if missed else "ok"
 
 
 def _verify_section(record: Any) -> dict[str, Any] | None:
@@ -120,6 +130,7 @@ def _verify_section(record: Any) -> dict[str, Any] | None:
                     "outputs",
                     "tolerances",
                     "failures",
+                    "budget",
                     "seconds",
                 )
             }
@@ -128,6 +139,7 @@ def _verify_section(record: Any) -> dict[str, Any] | None:
         "skipped_runtimes": m.get("skipped_runtimes", []),
         "unverified": m.get("unverified", []),
         "failures": m.get("failures", []),
+        "budget_misses": m.get("budget_misses", []),
         "overhead": m.get("overhead"),
     }
 
@@ -210,6 +222,7 @@ def _accuracy(verify: dict[str, Any] | None, artifact: str, runtime: str) -> dic
 
     return {
         "passed": bool(r.get("passed")),
+        "budget": r.get("budget"),
         "runtime": r["runtime"],
         "cosine": worst("cosine"),
         "top1": worst("top1"),
@@ -326,6 +339,11 @@ def _budget_miss(acc: dict[str, Any] | None, budget: dict[str, Any]) -> str | No
         return "not verified: accuracy unknown"
     if not acc["passed"]:
         return "failed verification (see verify failures)"
+    own = acc.get("budget")
+    if own and not own.get("met", True):  # the artifact's own budget, accepted or not
+        return f"outside its accuracy budget: {'; '.join(own['misses'])}" + (
+            " (accepted by quantize.accept_budget_miss)" if own.get("accepted") else ""
+        )
     for key, label in (("cosine", "cosine"), ("top1", "top-1 agreement"), ("snr_db", "SNR dB")):
         limit = budget.get(key)
         value = acc.get(key)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
+from infercc.budget import budget_for, miss_message
 from infercc.config import CompileConfig, Precision, Target
 from infercc.errors import StageError, UsageError
 from infercc.pipeline.manifest import ArtifactRecord
@@ -371,8 +372,9 @@ class Int8Stage:
         calib_reference = run_model(fp32, calib, threads=threads)
         info, figures, outputs = quantize()
         first = figures
-        top1_budget = q.int8_budget_top1 if figures.get("top1") is not None else None
-        cos_budget = q.int8_budget_cosine
+        artifact_budget = budget_for(ctx.config, Precision.int8)
+        top1_budget = artifact_budget.top1 if figures.get("top1") is not None else None
+        cos_budget = artifact_budget.cosine
         ok, misses = meets(figures, top1_budget, cos_budget)
         judged = decide() if not ok else figures
         calib_ok = cos_budget is not None and meets(judged, None, cos_budget)[0]
@@ -466,10 +468,18 @@ class Int8Stage:
         trace = None
         if figures["non_finite"]:
             trace = first_non_finite(out, fp32, outputs.batches, threads=threads)
-        budget = {"top1": top1_budget, "cosine": cos_budget, "met": ok, "misses": misses}
+        budget = {
+            "top1": top1_budget,
+            "cosine": cos_budget,
+            "met": ok,
+            "misses": misses,
+            "accepted": bool(misses) and artifact_budget.accept_miss,
+        }
+        missed: list[str] = []
         if not ok and (top1_budget is not None or cos_budget is not None):
-            message = f"{self.artifact} misses the accuracy budget: {'; '.join(misses)}"
-            notes.append(message)
+            message = miss_message(self.artifact, misses)
+            notes.append(message + (" (accepted: quantize.accept_budget_miss)" if budget["accepted"] else ""))
+            missed = [] if budget["accepted"] else [message]
             _warn_once(
                 ctx,
                 [message + " (see the fallback notes; try --calib-method entropy/percentile or more data)"],
@@ -485,6 +495,7 @@ class Int8Stage:
             "accuracy": figures,
             "accuracy_before_fallback": first if steps else None,
             "budget": budget,
+            "budget_misses": missed,
             "fallback": {
                 "steps": steps,
                 "kept_fp32": fallback,

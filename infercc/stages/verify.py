@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from infercc.budget import budget_for, miss_message
 from infercc.config import Precision, Reference, Tolerance, _default_tolerances
 from infercc.errors import InferccError
 from infercc.metrics import compare, split_tolerance, stack_rows
@@ -180,12 +181,22 @@ class VerifyStage:
                 "unverified": unverified,
                 "failures": failures,
                 "crashes": [r["crashed"] for r in results if r.get("crashed")],
+                "budget_misses": _budget_misses(results),
                 "checks": [c for r in results for c in r["checks"]],
                 "overhead": clock.summary(),
                 "brief": _brief(results, skipped, failures),
             },
             notes=notes,
         )
+
+
+def _budget_misses(results: list[dict[str, Any]]) -> list[str]:
+    """Budget misses of pairs that otherwise passed, unless accepted (quantize.accept_budget_miss)."""
+    return [
+        r["budget"]["message"]
+        for r in results
+        if r["passed"] and r.get("budget") and not r["budget"]["met"] and not r["budget"]["accepted"]
+    ]
 
 
 def _brief(results: list[dict[str, Any]], skipped: list[dict[str, str]], failures: list[str]) -> str:
@@ -414,8 +425,36 @@ def verify_one(
                 check.message,
             )
     entry["passed"] = not entry["failures"]
+    entry["budget"] = judge_budget(config, art, runtime_name, entry)
     entry["seconds"] = round(time.perf_counter() - started, 4)
     return entry
+
+
+def judge_budget(
+    config: Any, art: ArtifactRecord, runtime: str, entry: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The artifact's accuracy budget (infercc.budget) judged on this pair's figures: the worst top-1 agreement
+    and cosine over its outputs, on the same input sets as its tolerances (real data for INT8)."""
+    budget = budget_for(config, artifact_precision(art))
+    if budget.empty or not entry["outputs"]:
+        return None
+    outputs = entry["outputs"].values()
+    top1s = [o["top1"] for o in outputs if o.get("top1") is not None]
+    cosines = [o.get("cosine") for o in outputs]
+    finite = all(isinstance(c, float | int) for c in cosines)
+    non_finite = sum((o.get("nan") or 0) + (o.get("inf") or 0) for o in outputs)
+    top1 = min(top1s) if top1s else None
+    cosine = min(cosines) if finite and cosines else None
+    misses = budget.misses(top1, cosine, non_finite)
+    return {
+        **budget.to_dict(),
+        "top1_measured": top1,
+        "cosine_measured": cosine,
+        "met": not misses,
+        "misses": misses,
+        "message": miss_message(art.name, misses, runtime) if misses else None,
+        "accepted": bool(misses) and budget.accept_miss,
+    }
 
 
 def _run_check(art: ArtifactRecord, runtime: str, metric: str, message: str) -> dict[str, Any]:
