@@ -65,6 +65,13 @@ class CalibrationMethod(StrEnum):
     percentile = "percentile"
 
 
+class OutputKind(StrEnum):
+    """What an output holds, which decides its metrics: top-k agreement for classification scores only."""
+
+    classification = "classification"
+    embedding = "embedding"  # embeddings, hidden states, features: cosine and error statistics, no top-k
+
+
 class Statistic(StrEnum):
     """How elementwise errors are judged against a tolerance (Polygraphy's check_error_stat)."""
 
@@ -185,6 +192,12 @@ class ModelConfig(Strict):
     )
     output_names: list[str] | None = Field(
         None, description="Names for the model outputs (default: derived)."
+    )
+    output_kinds: dict[str, OutputKind] = Field(
+        default_factory=dict,
+        description="Per output name: classification (scores: top-k agreement) or embedding (embeddings, hidden "
+        "states: cosine and errors, no top-k). Default: from the name (logits/scores/probs vs embedding/hidden/"
+        "features), else 2-D (N, C) outputs whose rows are not unit-length count as classification.",
     )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from infercc.config import Statistic, Tolerance
+from infercc.config import OutputKind, Statistic, Tolerance
 
 POLYGRAPHY_EPSILON = 2.220446049250313e-16
 
@@ -138,13 +138,43 @@ def topk_agreement(actual: np.ndarray, reference: np.ndarray, k: int) -> float:
     return float(np.mean(np.any(topk == ref_top1[:, None], axis=-1)))
 
 
+CLASSIFICATION_WORDS = ("logit", "score", "prob", "class", "pred", "label")
+EMBEDDING_WORDS = ("embed", "hidden", "feature", "pool", "state", "vector", "token", "encod")
+
+
+def output_kind(
+    name: str, reference: np.ndarray, declared: dict[str, OutputKind] | None = None
+) -> OutputKind:
+    """Classification scores or an embedding/hidden state: declared per output, else from the name, else from
+    the shape (float, 2-D (N, C), C >= 2, rows not all unit-length: L2-normalised rows are embeddings)."""
+    if declared and name in declared:
+        return OutputKind(declared[name])
+    lowered = name.lower()
+    if any(word in lowered for word in CLASSIFICATION_WORDS) and reference.ndim >= 2:
+        return OutputKind.classification
+    if any(word in lowered for word in EMBEDDING_WORDS):
+        return OutputKind.embedding
+    return OutputKind.classification if looks_like_logits(reference) else OutputKind.embedding
+
+
 def looks_like_logits(reference: np.ndarray) -> bool:
-    """Heuristic for classifier outputs: float, 2-D (N, C) with a handful of classes or more."""
-    return reference.ndim == 2 and reference.shape[-1] >= 2 and np.issubdtype(reference.dtype, np.floating)
+    """Heuristic for classifier outputs: float, 2-D (N, C) with a handful of classes or more, rows that are
+    not L2-normalised (a normalised 2-D output is an embedding)."""
+    if not (reference.ndim == 2 and reference.shape[-1] >= 2 and np.issubdtype(reference.dtype, np.floating)):
+        return False
+    with np.errstate(invalid="ignore", over="ignore"):
+        norms = np.linalg.norm(reference.astype(np.float64), axis=-1)
+    return not (norms.size and np.all(np.abs(norms - 1.0) < 1e-3))
 
 
-def compare(actual: np.ndarray, reference: np.ndarray, tolerance: Tolerance | None = None) -> OutputMetrics:
-    """All metrics of one output against its reference, and the failures under `tolerance`."""
+def compare(
+    actual: np.ndarray,
+    reference: np.ndarray,
+    tolerance: Tolerance | None = None,
+    kind: OutputKind | None = None,
+) -> OutputMetrics:
+    """All metrics of one output against its reference, and the failures under `tolerance`. Top-k agreement
+    only for classification scores (`kind`, else judged from the shape: output_kind)."""
     tolerance = tolerance or Tolerance()
     actual, reference = np.asarray(actual), np.asarray(reference)
     if actual.shape != reference.shape:
@@ -180,7 +210,9 @@ def compare(actual: np.ndarray, reference: np.ndarray, tolerance: Tolerance | No
         ref_inf=int(np.isinf(ref).sum()),
         elements=int(act.size),
     )
-    if looks_like_logits(reference) and np.issubdtype(actual.dtype, np.floating):
+    kind = kind or output_kind("", reference)
+    classes = reference.ndim >= 2 and reference.shape[-1] >= 2
+    if kind is OutputKind.classification and classes and np.issubdtype(actual.dtype, np.floating):
         m.top1 = topk_agreement(actual, reference, 1)
         m.top5 = topk_agreement(actual, reference, min(5, reference.shape[-1]))
     _check(m, act, ref, finite, diff, rel, tolerance)

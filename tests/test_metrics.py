@@ -105,3 +105,20 @@ def test_shape_mismatch_and_split() -> None:
     per, whole = split_tolerance(Tolerance(atol=1.0, min_cosine=0.5, min_top1=0.5))
     assert per.min_cosine is None and per.atol == 1.0
     assert whole.atol is None and whole.min_cosine == 0.5
+
+
+def test_output_kind_from_declaration_name_and_shape() -> None:
+    from infercc.config import OutputKind
+    from infercc.metrics import output_kind
+
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((4, 384)).astype(np.float32)
+    unit = logits / np.linalg.norm(logits, axis=-1, keepdims=True)
+    assert output_kind("output", logits) is OutputKind.classification
+    assert output_kind("output", unit) is OutputKind.embedding  # L2-normalised rows: a sentence embedding
+    assert output_kind("sentence_embedding", logits) is OutputKind.embedding
+    assert output_kind("last_hidden_state", rng.random((2, 5, 384))) is OutputKind.embedding
+    assert output_kind("logits", unit) is OutputKind.classification
+    assert output_kind("output", unit, {"output": OutputKind.classification}) is OutputKind.classification
+    assert compare(logits, logits, kind=OutputKind.embedding).top1 is None
+    assert compare(logits, logits).top1 == 1.0

@@ -74,3 +74,15 @@ def test_a_forward_that_mutates_its_input_is_noted_not_a_mismatch(cli, tmp_path:
     assert any(note in n for n in stages["export"]["notes"])
     assert any(note in n for n in stages["verify"]["notes"])
     assert stages["verify"]["metrics"]["passed"]
+
+
+def test_an_embedding_gets_cosine_and_errors_but_no_top_k(cli, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    model = ["-m", zoo("nonfinite.py:embedder"), "--shape", "x:4x8", *TS]
+    assert cli("verify", *model, "-o", out, "-q").code == 0
+    summary = manifest(out)["stages"]["verify"]["metrics"]["results"][0]["outputs"]["output"]
+    assert summary["kind"] == "embedding" and summary["top1"] is None and summary["cosine"] > 0.9999
+    declared = cli("verify", *model, "-o", out, "-q", "--set", "model.output_kinds.output=classification")
+    assert declared.code == 0, declared.text
+    summary = manifest(out)["stages"]["verify"]["metrics"]["results"][0]["outputs"]["output"]
+    assert summary["kind"] == "classification" and summary["top1"] == 1.0

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from infercc.metrics import compare, looks_like_logits
+from infercc.metrics import compare, output_kind
 
 CONFIDENT_MARGIN = 0.5  # logits
 
@@ -41,14 +41,16 @@ def run_model(path: Path, dataset: Any, threads: int | None = None, limit: int |
     return Outputs(values, labels or None, feeds)
 
 
-def accuracy(candidate: Outputs, reference: Outputs) -> dict[str, Any]:
-    """Figures of `candidate` against `reference` (the FP32 graph on the same data)."""
+def accuracy(candidate: Outputs, reference: Outputs, kinds: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Figures of `candidate` against `reference` (the FP32 graph on the same data); top-1/top-5 only for
+    classification outputs (`kinds`: declared output kinds, see metrics.output_kind)."""
     per_output: dict[str, Any] = {}
     top1s, top5s, cosines, worst = [], [], [], 0.0
     non_finite = 0
     for name, ref in reference.values.items():
         act = candidate.values[name]
-        m = compare(act, ref)
+        kind = output_kind(name, ref, kinds)
+        m = compare(act, ref, kind=kind)
         rows = _row_cosines(act, ref)
         entry: dict[str, Any] = {
             "cosine": round(m.cosine, 6) if np.isfinite(m.cosine) else None,  # none over NaN/Inf
@@ -63,7 +65,7 @@ def accuracy(candidate: Outputs, reference: Outputs) -> dict[str, Any]:
         non_finite += m.nan + m.inf  # any NaN/Inf misses the budget, even where the reference has one
         cosines.append(m.cosine)
         worst = max(worst, m.max_abs if np.isfinite(m.max_abs) else float("inf"))
-        if looks_like_logits(ref):
+        if m.top1 is not None:
             entry["top1"] = round(float(m.top1 or 0.0), 6)
             entry["top5"] = round(float(m.top5 or 0.0), 6)
             top1s.append(entry["top1"])

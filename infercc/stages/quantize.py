@@ -125,6 +125,7 @@ class Fp16Stage:
             "block_nodes": list(q.fp16_block_nodes),
             "auto_block": q.fp16_auto_block,
             "evaluation": datasets(ctx)[1].fingerprint,
+            "output_kinds": ctx.config.model.output_kinds,
         }
 
     def tools(self) -> tuple[str, ...]:
@@ -155,7 +156,7 @@ class Fp16Stage:
                 fp32, out, keep_io=q.fp16_keep_io, block_ops=q.fp16_block_ops, block_nodes=block_nodes
             )
             outputs = run_model(out, evaluate, threads=ctx.config.bench.threads)
-            figures = accuracy(outputs, reference)
+            figures = accuracy(outputs, reference, ctx.config.model.output_kinds)
             if not figures["non_finite"]:
                 break
             trace = first_non_finite(out, fp32, outputs.batches, threads=ctx.config.bench.threads) or {}
@@ -327,6 +328,7 @@ class Int8Stage:
             ),
             "calibration": calib.fingerprint,
             "evaluation": evaluate.fingerprint,
+            "output_kinds": ctx.config.model.output_kinds,
         }
 
     def tools(self) -> tuple[str, ...]:
@@ -361,12 +363,14 @@ class Int8Stage:
                 exclude_ops=q.exclude_ops,
             )
             outputs = run_model(out, evaluate, threads=threads)
-            return info, accuracy(outputs, reference), outputs
+            return info, accuracy(outputs, reference, ctx.config.model.output_kinds), outputs
 
         def decide() -> dict[str, Any]:
             # fallback choices are judged on the calibration data: choosing on the evaluation data would
             # make the reported held-out figure optimistic
-            return accuracy(run_model(out, calib, threads=threads), calib_reference)
+            return accuracy(
+                run_model(out, calib, threads=threads), calib_reference, ctx.config.model.output_kinds
+            )
 
         ctx.progress(self.name, 0, None, "quantizing")
         calib_reference = run_model(fp32, calib, threads=threads)

@@ -19,9 +19,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from infercc.budget import budget_for, miss_message
-from infercc.config import Precision, Reference, Tolerance, _default_tolerances
+from infercc.config import OutputKind, Precision, Reference, Tolerance, _default_tolerances
 from infercc.errors import InferccError
-from infercc.metrics import compare, split_tolerance, stack_rows
+from infercc.metrics import compare, output_kind, split_tolerance, stack_rows
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import RunContext, StageOutput
 from infercc.runtimes.base import candidate_runtimes, usable_runtimes
@@ -125,6 +125,7 @@ class VerifyStage:
             "evaluation": cfg.evaluation.model_dump(mode="json") if cfg.evaluation else None,
             "calibration": cfg.calibration.model_dump(mode="json") if cfg.calibration else None,
             "threads": cfg.bench.threads,
+            "output_kinds": cfg.model.output_kinds,
         }
 
     def tools(self) -> tuple[str, ...]:
@@ -353,6 +354,7 @@ def verify_one(
     }
     started = time.perf_counter()
     collected: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+    kinds: dict[str, OutputKind] = {}  # judged once per output, on the first input set
     try:
         with opened(clock, runtime_name, path, threads=config.bench.threads, **runtime_options) as runtime:
             if getattr(runtime, "run_settings", None):
@@ -377,7 +379,8 @@ def verify_one(
                         )
                         continue
                     got = np.asarray(outputs[out_name])
-                    metrics = compare(got, ref, per_sample)
+                    kind = kinds.setdefault(out_name, output_kind(out_name, ref, config.model.output_kinds))
+                    metrics = compare(got, ref, per_sample, kind)
                     point[out_name] = metrics.to_dict()
                     for check in metrics.checks:
                         _fail(
@@ -406,8 +409,9 @@ def verify_one(
     for out_name, (acts, refs) in collected.items():
         tol = tolerance_for(config, art, out_name, runtime_name)
         _, whole = split_tolerance(tol)
-        metrics = compare(stack_rows(acts), stack_rows(refs), whole)
+        metrics = compare(stack_rows(acts), stack_rows(refs), whole, kinds[out_name])
         summary = {k: v for k, v in metrics.to_dict().items() if k in SUMMARY_KEYS}
+        summary["kind"] = kinds[out_name].value
         summary["samples"] = len(acts)
         summary["passed"] = metrics.passed and not any(c["output"] == out_name for c in entry["checks"])
         entry["outputs"][out_name] = summary

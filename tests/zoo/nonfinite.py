@@ -42,3 +42,19 @@ def fp16_fragile() -> nn.Module:
 
 def mutates_input() -> nn.Module:
     return MutatesInput().eval()
+
+
+class Embedder(nn.Module):
+    """x (N, 8) -> (N, 32) L2-normalised rows: a sentence-embedding-like output, not classification scores."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(8, 32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.proj(x), dim=-1)
+
+
+def embedder() -> nn.Module:
+    torch.manual_seed(0)
+    return Embedder().eval()
