@@ -500,6 +500,14 @@ class BenchConfig(Strict):
     cuda_graph: bool = Field(
         True, description="ONNX Runtime CUDA: capture a CUDA graph (falls back without, recorded)."
     )
+    max_foreign_load: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="A timed round is disturbed when other processes used more than this share of the machine's "
+        "cores meanwhile (or the timed CPU process got under 80% of one core); ratios to the baseline are then "
+        "reported as 'disturbed', not as numbers.",
+    )
     max_spread: float = Field(
         0.05,
         gt=0,

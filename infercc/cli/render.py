@@ -274,9 +274,8 @@ def _latency_by_artifact(bench: StageRecord | None) -> dict[str, str]:
         if p50 is None:
             continue
         where = f" {_short_runtime(result['runtime'])}" if several or result["artifact"] == "pytorch" else ""
-        text = f"{p50:.3g} ms{where}" + (
-            f" ({speedup:.1f}x)" if speedup and result["artifact"] != "pytorch" else ""
-        )
+        ratio = f" ({speedup:.1f}x)" if speedup else " (disturbed)" if figures.get("disturbed") else ""
+        text = f"{p50:.3g} ms{where}" + (ratio if result["artifact"] != "pytorch" else "")
         if result["artifact"] not in best or p50 < best[result["artifact"]][0]:
             best[result["artifact"]] = (p50, text)
     return {name: text for name, (_, text) in best.items()}

@@ -286,13 +286,24 @@ def select(verify: dict[str, Any] | None, bench: dict[str, Any] | None, config: 
         }
         if candidates:
             best_ms, best, stats, acc = candidates[0]
-            row.update(chosen=best, p50_ms=best_ms, speedup=stats.get("speedup"), accuracy=acc)
-            for ms, name, _s, _a in candidates[1:]:
+            row.update(
+                chosen=best,
+                p50_ms=best_ms,
+                speedup=stats.get("speedup"),
+                disturbed=stats.get("disturbed"),
+                accuracy=acc,
+            )
+            for ms, name, other_stats, _a in candidates[1:]:
+                ratio = (
+                    "disturbed"
+                    if stats.get("disturbed") or other_stats.get("disturbed")
+                    else f"{ms / best_ms:.2f}x"
+                )
                 others.append(
                     {
                         "artifact": name,
                         "p50_ms": ms,
-                        "reason": f"within budget but slower: {ms:.3g} ms vs {best_ms:.3g} ms ({ms / best_ms:.2f}x)",
+                        "reason": f"within budget but slower: {ms:.3g} ms vs {best_ms:.3g} ms ({ratio})",
                     }
                 )
         row["others"] = sorted(others, key=lambda o: o.get("p50_ms") or math.inf)

@@ -67,7 +67,9 @@ def describe_point(point: ShapePoint) -> str:
 
 class ExportStage:
     name = "export"
-    version: ClassVar[str] = "3"  # 2: dynamic dimensions named <input>_dim<axis> or by --dim-name; 3: PyTorch on input copies, NaN reference is exit 4
+    version: ClassVar[str] = (
+        "3"  # 2: dynamic dimensions named <input>_dim<axis> or by --dim-name; 3: PyTorch on input copies, NaN reference is exit 4
+    )
     portable: ClassVar[bool] = (
         True  # its outputs do not depend on this machine: --cache shares them across hosts
     )
