@@ -86,3 +86,22 @@ def test_an_embedding_gets_cosine_and_errors_but_no_top_k(cli, tmp_path: Path) -
     assert declared.code == 0, declared.text
     summary = manifest(out)["stages"]["verify"]["metrics"]["results"][0]["outputs"]["output"]
     assert summary["kind"] == "classification" and summary["top1"] == 1.0
+
+
+def test_a_failed_run_rewrites_the_report_as_failed(cli, tmp_path: Path) -> None:
+    """An earlier build's "ok" report must not stay beside a failed run into the same folder."""
+    import json
+
+    out, calib = tmp_path / "out", tmp_path / "calib"
+    cnn = ["-m", zoo("cnn.py:small_cnn"), "--shape", "x:1x3x32x32", *TS, "--no-bench"]
+    assert cli("compile", *cnn, "-o", out, "-q").code == 0
+    assert json.loads((out / "report.json").read_text())["status"] == "ok"
+    calib.mkdir()
+    np.save(calib / "a.npy", np.full((1, 3, 32, 32), np.inf, np.float32))
+    failed = cli("compile", *cnn, "-o", out, "--precision", "fp32,int8", "--calib", calib)
+    assert failed.code == 2, failed.text
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "failed"
+    stage = next(s for s in report["stages"] if s["status"] == "failed")
+    assert stage["name"] == "calibrate" and "a.npy: input x holds 0 NaN and 3072 Inf" in stage["error"]
+    assert "failed" in (out / "report.html").read_text() and "failed" in (out / "summary.md").read_text()
