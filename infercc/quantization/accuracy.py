@@ -22,13 +22,15 @@ class Outputs:
 
 
 def run_model(path: Path, dataset: Any, threads: int | None = None, limit: int | None = None) -> Outputs:
-    """Run an ONNX file on ONNX Runtime CPU over the dataset's batches."""
-    from infercc.runtimes.onnxrt import OrtCPU
+    """Run an ONNX file on ONNX Runtime CPU over the dataset's batches, in a child process: a freshly written
+    artifact that crashes the runtime (an FP16 graph that segfaults it) fails the stage with the reason (exit 4)
+    instead of taking infercc down."""
+    from infercc.runtimes.isolation import IsolatedRuntime
 
     collected: dict[str, list[np.ndarray]] = {}
     labels: list[int] | None = []
     feeds = []
-    with OrtCPU(path, threads=threads) as runtime:
+    with IsolatedRuntime("onnxruntime-cpu", path, threads=threads) as runtime:
         for feed, batch_labels in dataset.labelled_batches(limit):
             for name, value in runtime.infer(feed).items():
                 collected.setdefault(name, []).append(np.asarray(value))
