@@ -442,6 +442,8 @@ def judge_budget(
     budget = budget_for(config, artifact_precision(art))
     if budget.empty or not entry["outputs"]:
         return None
+    if art.target == "tensorrt" and not runtime.startswith("tensorrt"):
+        return None  # the TensorRT Q/DQ form on another runtime only approximates TensorRT's numerics
     outputs = entry["outputs"].values()
     top1s = [o["top1"] for o in outputs if o.get("top1") is not None]
     cosines = [o.get("cosine") for o in outputs]
