@@ -207,6 +207,12 @@ class ExportConfig(Strict):
         description="auto tries the dynamo-based exporter and falls back to TorchScript, recording why.",
     )
     opset: int = Field(18, ge=11, le=23, description="ONNX opset to export.")
+    accept_trace_warnings: bool = Field(
+        False,
+        description="Accept an export whose tracing converted tensors to Python values (a data-dependent if, "
+        ".item(), int(t)): the graph then holds only the branch the traced inputs took. Default: exit 1 naming "
+        "the source line.",
+    )
     atol: float = Field(1e-4, gt=0, description="Parity check after export: absolute tolerance vs PyTorch.")
     rtol: float = Field(1e-3, ge=0, description="Parity check after export: relative tolerance vs PyTorch.")
     external_data_threshold_mb: int = Field(

@@ -107,3 +107,35 @@ def test_a_failed_run_rewrites_the_report_as_failed(cli, tmp_path: Path) -> None
     stage = next(s for s in report["stages"] if s["status"] == "failed")
     assert stage["name"] == "calibrate" and "a.npy: input x holds 0 NaN and 3072 Inf" in stage["error"]
     assert "failed" in (out / "report.html").read_text() and "failed" in (out / "summary.md").read_text()
+
+
+def test_a_traced_data_dependent_branch_is_exit_1_naming_the_line(cli, tmp_path: Path) -> None:
+    model = ["-m", zoo("nonfinite.py:frozen_branch"), "--shape", "x:2x4", *TS]
+    result = cli("export", *model, "-o", tmp_path / "a")
+    assert result.code == 1, result.text
+    text = " ".join(result.err.split())
+    assert "traced tensors into Python values" in text and "nonfinite.py:" in text
+    assert "Converting a tensor to a Python boolean" in text
+    assert (tmp_path / "a" / "model.rejected.onnx").is_file() and not (tmp_path / "a" / "model.onnx").exists()
+    # accepted, the export passes; verify's negative inputs then expose the frozen branch
+    out = tmp_path / "b"
+    accepted = cli("verify", *model, "-o", out, "--set", "export.accept_trace_warnings=true")
+    assert accepted.code == 1, accepted.text
+    stages = manifest(out)["stages"]
+    assert (
+        stages["export"]["metrics"]["trace_warnings"]
+        and "accepted trace warning" in stages["export"]["notes"][0]
+    )
+    failures = stages["verify"]["metrics"]["failures"]
+    assert any("(negative)" in f for f in failures) and not any("(opt)" in f for f in failures)
+
+
+def test_verify_sets_include_the_ends_of_a_declared_range(cli, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    model = ["-m", zoo("nonfinite.py:frozen_branch"), "--shape", "x:2x4", "--val-range", "x:[-3,5]", *TS]
+    result = cli("verify", *model, "-o", out, "--set", "export.accept_trace_warnings=true")
+    assert result.code == 1  # [-3, 5] crosses the branch: the low end shows it
+    inputs = manifest(out)["stages"]["verify"]["metrics"]["inputs"]
+    assert (
+        "range-low" in inputs["sets"] and "range-high" in inputs["sets"] and "negative" not in inputs["sets"]
+    )

@@ -112,7 +112,8 @@ class ExportStage:
             started = time.perf_counter()
             try:
                 with atomic_path(final) as tmp, user_code("The model's forward", "being exported"):
-                    _run_exporter(torch, module, ctx, exporter, output_names, tmp)
+                    warned = _run_exporter(torch, module, ctx, exporter, output_names, tmp)
+                    _judge_trace(ctx, exporter, warned, tmp, attempts, notes)
                     _infer_shapes(tmp)
                     name_dynamic_dims(tmp, _dim_names(ctx))
                     parity = _parity(ctx, tmp, points, feeds, references, tolerance)
@@ -142,6 +143,8 @@ class ExportStage:
                 "io": io_dims(model),
                 "parity": parity.per_point,
                 "shapes_checked": {p.label: describe_point(p) for p in points},
+                "trace_warnings": warned,
+                "graph_breaks": [a for a in attempts if a.startswith("dynamo")],
             }
             return StageOutput(
                 artifacts=[
@@ -152,6 +155,26 @@ class ExportStage:
                 notes=notes,
             )
         raise _export_failure(attempts, ctx)
+
+
+def _judge_trace(
+    ctx: RunContext, exporter: Exporter, warned: list[str], tmp: Path, attempts: list[str], notes: list[str]
+) -> None:
+    """A trace that turned tensors into Python values froze what they decided: exit 1 naming the source lines,
+    unless export.accept_trace_warnings (then noted, and verify tries negative and large inputs too)."""
+    if not warned:
+        return
+    why = f" (the dynamo exporter failed first: {attempts[-1]})" if attempts else ""
+    if ctx.config.export.accept_trace_warnings:
+        notes += [f"accepted trace warning: {w}" for w in warned]
+        return
+    shutil.copyfile(tmp, ctx.path(REJECTED_FILE))
+    raise VerificationFailed(
+        f"The {exporter.value} export traced tensors into Python values, so the graph holds only what the traced "
+        f"inputs decided{why}:\n  " + "\n  ".join(warned[:10]),
+        hint="Write the branch with tensor ops (torch.where, masks) instead of if/.item()/int(), or accept it with "
+        "--set export.accept_trace_warnings=true (kept for inspection: model.rejected.onnx).",
+    )
 
 
 def _dim_names(ctx: RunContext) -> dict[str, dict[int, str]]:
@@ -177,10 +200,11 @@ class _ExporterFailed(Exception):
 
 def _run_exporter(
     torch: Any, module: Any, ctx: RunContext, exporter: Exporter, output_names: list[str], path: Path
-) -> None:
+) -> list[str]:
     try:
-        _export(torch, module, ctx, exporter, _trace_feed(ctx), output_names, path)
+        warned = _export(torch, module, ctx, exporter, _trace_feed(ctx), output_names, path)
         check_onnx(path)
+        return warned
     except InferccError as exc:
         raise _ExporterFailed(exc.message) from exc
     except Exception as exc:
@@ -370,14 +394,15 @@ def _export(
     feed: Feeds,
     output_names: list[str],
     path: Path,
-) -> None:
+) -> list[str]:
+    """Export to `path`; returns the tracer's warnings (see trace_warnings)."""
     args = tuple(torch.from_numpy(np.ascontiguousarray(feed[n])) for n in ctx.input_names)
     opset = ctx.config.export.opset
     quiet = contextlib.redirect_stdout(io.StringIO())
     for logger in ("torch.onnx", "torch.fx", "torch.export", "torch._export", "torch._dynamo"):
         logging.getLogger(logger).setLevel(logging.ERROR)  # a failed attempt is reported in one line
-    with warnings.catch_warnings(), quiet, contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught, quiet, contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("always")
         if exporter is Exporter.dynamo:
             dynamic_shapes = {
                 name: {axis: torch.export.Dim.DYNAMIC for axis in ctx.shape_ranges[name].dynamic_axes} or None
@@ -418,6 +443,20 @@ def _export(
                 do_constant_folding=True,
             )
     _rename_outputs(path, output_names)
+    return trace_warnings(torch, caught)
+
+
+def trace_warnings(torch: Any, caught: list[Any]) -> list[str]:
+    """'model.py:12: Converting a tensor to a Python boolean ...' for each TracerWarning: the trace turned a
+    tensor into a Python value there (a data-dependent if, .item(), int(t)), so the graph holds a constant."""
+    found = []
+    for w in caught:
+        if issubclass(w.category, torch.jit.TracerWarning):
+            first = str(w.message).strip().split(". ")[0]
+            line = f"{w.filename}:{w.lineno}: {first}"
+            if line not in found:
+                found.append(line)
+    return found
 
 
 def _positional(torch: Any, module: Any, count: int) -> Any:

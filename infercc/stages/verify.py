@@ -21,7 +21,7 @@ import numpy as np
 from infercc.budget import budget_for, miss_message
 from infercc.config import OutputKind, Precision, Reference, Tolerance, _default_tolerances
 from infercc.errors import InferccError
-from infercc.metrics import compare, output_kind, split_tolerance, stack_rows
+from infercc.metrics import compare, non_finite_outputs, output_kind, split_tolerance, stack_rows
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import RunContext, StageOutput
 from infercc.runtimes.base import candidate_runtimes, usable_runtimes
@@ -58,6 +58,7 @@ class InputSet:
     feeds: dict[str, np.ndarray]
     expected: dict[str, np.ndarray] | None = None
     real: bool = False  # real data (evaluation split or --inputs files), not seeded random values
+    wide: bool = False  # values outside the seeded range (range_sets): not for calibrated INT8
 
 
 @dataclass
@@ -110,7 +111,7 @@ def opened(clock: Clock, name: str, artifact: Any, **options: Any) -> Iterator[A
 
 class VerifyStage:
     name = "verify"
-    version: ClassVar[str] = "8"
+    version: ClassVar[str] = "9"
     description = "Verify artifacts against the reference"
 
     def __init__(self, artifact_names: tuple[str, ...]) -> None:
@@ -146,6 +147,9 @@ class VerifyStage:
         source, sets = clock.load(input_sets, ctx, inputs, clock)
         reference_notes: list[str] = []
         reference_name = _attach_reference(ctx, inputs, sets, clock, reference_notes)
+        sets = [
+            s for s in sets if s.expected is not None
+        ]  # wide sets the reference cannot answer are left out
         results: list[dict[str, Any]] = []
         handled: set[str] = set()
         usable, skipped = usable_runtimes(cfg.runtimes, "verify.runtimes")
@@ -212,8 +216,8 @@ def _brief(results: list[dict[str, Any]], skipped: list[dict[str, str]], failure
 def sets_for(art: ArtifactRecord, sets: list[InputSet]) -> list[InputSet]:
     """INT8 artifacts are calibrated for real data: judge them on real data when there is some."""
     real = [s for s in sets if s.real]
-    if artifact_precision(art) is Precision.int8 and real:
-        return real
+    if artifact_precision(art) is Precision.int8:
+        return real or [s for s in sets if not s.wide]
     return sets
 
 
@@ -237,6 +241,7 @@ def input_sets(
         sets.append(
             InputSet(f"opt#{i}", synthetic_feed(ctx.input_names, opt, ctx.config.inputs, seed=cfg.seed + i))
         )
+    sets += range_sets(ctx, synthetic_feed(ctx.input_names, opt, ctx.config.inputs, seed=cfg.seed + 999))
     real = _evaluation_sets(ctx)
     if real:
         return (
@@ -244,6 +249,40 @@ def input_sets(
             sets + real[1],
         )
     return f"seeded random (seed {cfg.seed}) within the declared ranges", sets
+
+
+def range_sets(ctx: RunContext, base: dict[str, np.ndarray]) -> list[InputSet]:
+    """Inputs beyond the seeded [low, high) values, at the opt shape: for float inputs without a declared value
+    range, negative (standard normal) and large-magnitude (uniform +-1000) values, which expose a branch frozen
+    by tracing; for inputs with a declared range, both ends of it (ints: low and high - 1)."""
+    rng = np.random.default_rng(ctx.config.verify.seed + 7)
+    specs = ctx.config.inputs
+    open_ = [
+        n for n in ctx.input_names if specs[n].dtype.value.startswith("float") and not _declared(specs[n])
+    ]
+    declared = [n for n in ctx.input_names if _declared(specs[n])]
+    sets = []
+    if open_:
+        for label, draw in (
+            ("negative", rng.standard_normal),
+            ("large", lambda shape: rng.uniform(-1e3, 1e3, shape)),
+        ):
+            feeds = {**base, **{n: draw(base[n].shape).astype(base[n].dtype) for n in open_}}
+            sets.append(InputSet(label, feeds, wide=True))
+    for end in ("low", "high"):
+        if declared:
+            feeds = dict(base)
+            for n in declared:
+                value = getattr(specs[n], end)
+                if specs[n].dtype.value.startswith("int"):
+                    value = int(np.floor(value)) if end == "low" else int(np.ceil(value)) - 1
+                feeds[n] = np.full_like(base[n], value)
+            sets.append(InputSet(f"range-{end}", feeds, wide=True))
+    return sets
+
+
+def _declared(spec: Any) -> bool:
+    return bool({"low", "high"} & spec.model_fields_set)
 
 
 def _evaluation_sets(ctx: RunContext) -> tuple[str, list[InputSet]] | None:
@@ -299,6 +338,12 @@ def _attach_reference(
             for s in sets:
                 if s.expected is None or ctx.config.verify.reference is Reference.onnx:
                     s.expected = clock.call(rt.infer, s.feeds)
+                    if s.wide and non_finite_outputs(s.expected):
+                        notes.append(
+                            f"input set {s.label} left out: the reference itself gives NaN/Inf there"
+                        )
+                        s.expected = None
+                        continue
                     require_finite_reference(
                         s.expected, f"the verify input set {s.label}", "FP32 ONNX reference"
                     )
@@ -321,6 +366,13 @@ def _attach_reference(
         ) as rt:
             for s in missing:
                 s.expected = clock.call(rt.infer, s.feeds)
+                if s.wide and non_finite_outputs(s.expected):
+                    notes.append(
+                        f"input set {s.label} left out: the PyTorch model itself gives NaN/Inf there "
+                        f"({'; '.join(non_finite_outputs(s.expected))}); declare the value range it handles"
+                    )
+                    s.expected = None
+                    continue
                 require_finite_reference(s.expected, f"the verify input set {s.label}")
             notes += rt.notes
     return "pytorch (eager FP32, CPU)"

@@ -58,3 +58,17 @@ class Embedder(nn.Module):
 def embedder() -> nn.Module:
     torch.manual_seed(0)
     return Embedder().eval()
+
+
+class FrozenBranch(nn.Module):
+    """x (N, 4) -> (N, 4): a data-dependent Python `if`. Traced on inputs in [0, 1) it freezes the first branch;
+    for negative inputs PyTorch takes the second."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:  # the line the trace warning names
+            return x * 2
+        return x - 100
+
+
+def frozen_branch() -> nn.Module:
+    return FrozenBranch().eval()
