@@ -447,11 +447,14 @@ def _export(
 
 
 def trace_warnings(torch: Any, caught: list[Any]) -> list[str]:
-    """'model.py:12: Converting a tensor to a Python boolean ...' for each TracerWarning: the trace turned a
-    tensor into a Python value there (a data-dependent if, .item(), int(t)), so the graph holds a constant."""
+    """'model.py:12: Converting a tensor to a Python boolean ...' for each TracerWarning raised outside torch
+    itself: the trace turned a tensor into a Python value there (a data-dependent if, .item(), int(t)), so the
+    graph holds a constant."""
     found = []
+    # torch's own modules check shapes this way; their ops export whole
+    own = str(Path(torch.__file__).parent)
     for w in caught:
-        if issubclass(w.category, torch.jit.TracerWarning):
+        if issubclass(w.category, torch.jit.TracerWarning) and not str(w.filename).startswith(own):
             first = str(w.message).strip().split(". ")[0]
             line = f"{w.filename}:{w.lineno}: {first}"
             if line not in found:
@@ -512,7 +515,7 @@ def _parity(
     references: dict[str, dict[str, np.ndarray]],
     tolerance: Tolerance,
 ) -> ParityResult:
-    from infercc.runtimes.onnxrt import OrtCPU
+    from infercc.runtimes.isolation import IsolatedRuntime
 
     result = ParityResult(ok=True)
     graph_dims = io_dims(load_onnx(path, with_data=False))
@@ -524,7 +527,7 @@ def _parity(
                     f"input {name} dimension {axis} was exported as fixed {dims[axis]} although it ranges "
                     f"{ctx.shape_ranges[name].min[axis]}..{ctx.shape_ranges[name].max[axis]}"
                 )
-    with OrtCPU(path) as runtime:
+    with IsolatedRuntime("onnxruntime-cpu", path) as runtime:  # a crash fails the export, not infercc
         for point in points:
             try:
                 outputs = runtime.infer(feeds[point.label])
@@ -629,7 +632,7 @@ class ImportOnnxStage:
         return ("onnx", "onnxruntime")
 
     def run(self, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> StageOutput:
-        from infercc.runtimes.onnxrt import OrtCPU
+        from infercc.runtimes.isolation import IsolatedRuntime
 
         source = Path(ctx.source.spec)
         model = load_onnx(source, with_data=True)
@@ -643,7 +646,8 @@ class ImportOnnxStage:
             for p in points
         }
         references = {}
-        with OrtCPU(source) as runtime:  # errors then name the user's file, not our copy
+        # in a child process (a crash is exit 4); errors then name the user's file, not our copy
+        with IsolatedRuntime("onnxruntime-cpu", source) as runtime:
             for point in points:
                 references[point.label] = runtime.infer(feeds[point.label])
         _save_reference(ctx.path(REFERENCE_FILE), feeds, references)
