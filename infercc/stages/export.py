@@ -208,6 +208,8 @@ def _run_exporter(
     except InferccError as exc:
         raise _ExporterFailed(exc.message) from exc
     except Exception as exc:
+        if "KeyboardInterrupt" in _first_line(exc):  # Ctrl-C inside the tracer comes back wrapped
+            raise KeyboardInterrupt from exc
         raise _ExporterFailed(_first_line(exc)) from exc
 
 
