@@ -65,6 +65,13 @@ class CalibrationMethod(StrEnum):
     percentile = "percentile"
 
 
+class OutputKind(StrEnum):
+    """What an output holds, which decides its metrics: top-k agreement for classification scores only."""
+
+    classification = "classification"
+    embedding = "embedding"  # embeddings, hidden states, features: cosine and error statistics, no top-k
+
+
 class Statistic(StrEnum):
     """How elementwise errors are judged against a tolerance (Polygraphy's check_error_stat)."""
 
@@ -186,6 +193,12 @@ class ModelConfig(Strict):
     output_names: list[str] | None = Field(
         None, description="Names for the model outputs (default: derived)."
     )
+    output_kinds: dict[str, OutputKind] = Field(
+        default_factory=dict,
+        description="Per output name: classification (scores: top-k agreement) or embedding (embeddings, hidden "
+        "states: cosine and errors, no top-k). Default: from the name (logits/scores/probs vs embedding/hidden/"
+        "features), else 2-D (N, C) outputs whose rows are not unit-length count as classification.",
+    )
 
 
 class ExportConfig(Strict):
@@ -194,6 +207,12 @@ class ExportConfig(Strict):
         description="auto tries the dynamo-based exporter and falls back to TorchScript, recording why.",
     )
     opset: int = Field(18, ge=11, le=23, description="ONNX opset to export.")
+    accept_trace_warnings: bool = Field(
+        False,
+        description="Accept an export whose tracing converted tensors to Python values (a data-dependent if, "
+        ".item(), int(t)): the graph then holds only the branch the traced inputs took. Default: exit 1 naming "
+        "the source line.",
+    )
     atol: float = Field(1e-4, gt=0, description="Parity check after export: absolute tolerance vs PyTorch.")
     rtol: float = Field(1e-3, ge=0, description="Parity check after export: relative tolerance vs PyTorch.")
     external_data_threshold_mb: int = Field(
@@ -359,6 +378,11 @@ class QuantizeConfig(Strict):
     int8_budget_cosine: float | None = Field(
         None, ge=-1, le=1, description="Accuracy budget: minimum cosine to FP32."
     )
+    accept_budget_miss: bool = Field(
+        False,
+        description="Accept an artifact that misses its accuracy budget: the run exits 0 and the miss is noted, "
+        "but the artifact is still never selected as within budget. Say why in the config.",
+    )
     fallback_max_steps: int = Field(
         6, ge=0, description="Accuracy-aware fallback: most re-quantization rounds."
     )
@@ -432,7 +456,7 @@ class Tolerance(Strict):
         None, ge=0, le=1, description="Minimum top-1 agreement (classifier outputs)."
     )
     min_snr_db: float | None = Field(None, description="Minimum signal-to-noise ratio in dB.")
-    check_nonfinite: bool = Field(True, description="Fail on NaN/Inf values where the reference has none.")
+    check_nonfinite: bool = Field(True, description="Fail on any NaN/Inf value in the output.")
 
 
 def _default_tolerances() -> dict[Precision, Tolerance]:
@@ -512,6 +536,14 @@ class BenchConfig(Strict):
     cuda_graph: bool = Field(
         True, description="ONNX Runtime CUDA: capture a CUDA graph (falls back without, recorded)."
     )
+    max_foreign_load: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="A timed round is disturbed when other processes used more than this share of the machine's "
+        "cores meanwhile (or the timed CPU process got under 80% of one core); ratios to the baseline are then "
+        "reported as 'disturbed', not as numbers.",
+    )
     max_spread: float = Field(
         0.05,
         gt=0,
@@ -523,10 +555,17 @@ class ReportConfig(Strict):
     html: bool = Field(True, description="Write report.html.")
     markdown: bool = Field(True, description="Write summary.md (for a CI job summary).")
     accuracy_budget_top1: float | None = Field(
-        None, ge=0, le=1, description="Selection: fastest artifact whose top-1 agreement meets this."
+        None,
+        ge=0,
+        le=1,
+        description="Selection: minimum top-1 agreement, on top of each artifact's own budget.",
     )
     accuracy_budget_cosine: float | None = Field(
-        0.99, ge=-1, le=1, description="Selection: minimum cosine to the reference."
+        None,
+        ge=-1,
+        le=1,
+        description="Selection: minimum cosine to the reference, on top of each artifact's own budget "
+        "(quantize.int8_budget_*) and verify tolerances.",
     )
     accuracy_budget_snr_db: float | None = Field(
         None, description="Selection: minimum SNR to the reference, in dB."

@@ -9,8 +9,8 @@ Tolerance semantics follow Polygraphy's comparator (polygraphy/comparator/compar
   statistic, and the output fails only if the reduced abs error > atol AND the reduced rel error > rtol.
 
 Where infercc differs (see docs/verify.md): non-finite values are counted and judged on their own
-(a NaN/Inf that the reference does not have fails; matching ones pass) instead of propagating NaN
-into the error statistics; an unset atol or rtol means "not checked" (Polygraphy defaults both to 1e-5);
+(any NaN/Inf in the output fails, even where the reference has one) instead of propagating NaN into
+the error statistics, and cosine and SNR over non-finite values are NaN, which fails every minimum; an unset atol or rtol means "not checked" (Polygraphy defaults both to 1e-5);
 and infercc adds set checks (cosine, SNR, top-1 agreement) that Polygraphy's simple comparator lacks.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from infercc.config import Statistic, Tolerance
+from infercc.config import OutputKind, Statistic, Tolerance
 
 POLYGRAPHY_EPSILON = 2.220446049250313e-16
 
@@ -138,13 +138,43 @@ def topk_agreement(actual: np.ndarray, reference: np.ndarray, k: int) -> float:
     return float(np.mean(np.any(topk == ref_top1[:, None], axis=-1)))
 
 
+CLASSIFICATION_WORDS = ("logit", "score", "prob", "class", "pred", "label")
+EMBEDDING_WORDS = ("embed", "hidden", "feature", "pool", "state", "vector", "token", "encod")
+
+
+def output_kind(
+    name: str, reference: np.ndarray, declared: dict[str, OutputKind] | None = None
+) -> OutputKind:
+    """Classification scores or an embedding/hidden state: declared per output, else from the name, else from
+    the shape (float, 2-D (N, C), C >= 2, rows not all unit-length: L2-normalised rows are embeddings)."""
+    if declared and name in declared:
+        return OutputKind(declared[name])
+    lowered = name.lower()
+    if any(word in lowered for word in CLASSIFICATION_WORDS) and reference.ndim >= 2:
+        return OutputKind.classification
+    if any(word in lowered for word in EMBEDDING_WORDS):
+        return OutputKind.embedding
+    return OutputKind.classification if looks_like_logits(reference) else OutputKind.embedding
+
+
 def looks_like_logits(reference: np.ndarray) -> bool:
-    """Heuristic for classifier outputs: float, 2-D (N, C) with a handful of classes or more."""
-    return reference.ndim == 2 and reference.shape[-1] >= 2 and np.issubdtype(reference.dtype, np.floating)
+    """Heuristic for classifier outputs: float, 2-D (N, C) with a handful of classes or more, rows that are
+    not L2-normalised (a normalised 2-D output is an embedding)."""
+    if not (reference.ndim == 2 and reference.shape[-1] >= 2 and np.issubdtype(reference.dtype, np.floating)):
+        return False
+    with np.errstate(invalid="ignore", over="ignore"):
+        norms = np.linalg.norm(reference.astype(np.float64), axis=-1)
+    return not (norms.size and np.all(np.abs(norms - 1.0) < 1e-3))
 
 
-def compare(actual: np.ndarray, reference: np.ndarray, tolerance: Tolerance | None = None) -> OutputMetrics:
-    """All metrics of one output against its reference, and the failures under `tolerance`."""
+def compare(
+    actual: np.ndarray,
+    reference: np.ndarray,
+    tolerance: Tolerance | None = None,
+    kind: OutputKind | None = None,
+) -> OutputMetrics:
+    """All metrics of one output against its reference, and the failures under `tolerance`. Top-k agreement
+    only for classification scores (`kind`, else judged from the shape: output_kind)."""
     tolerance = tolerance or Tolerance()
     actual, reference = np.asarray(actual), np.asarray(reference)
     if actual.shape != reference.shape:
@@ -166,35 +196,27 @@ def compare(actual: np.ndarray, reference: np.ndarray, tolerance: Tolerance | No
         diff = np.abs(act - ref)[finite]
     ref_f = np.abs(ref[finite])
     rel = diff / np.where(ref_f == 0, POLYGRAPHY_EPSILON, ref_f)
-    act0, ref0 = np.where(finite, act, 0), np.where(finite, ref, 0)
+    all_finite = bool(finite.all())
     m = OutputMetrics(
         max_abs=float(diff.max()) if diff.size else 0.0,
         max_rel=float(rel.max()) if rel.size else 0.0,
         mean_abs=float(diff.mean()) if diff.size else 0.0,
-        cosine=cosine(act0, ref0),
-        snr_db=snr_db(act0, ref0),
+        # over non-finite values there is no cosine or SNR: NaN, which fails every minimum
+        cosine=cosine(act, ref) if all_finite else float("nan"),
+        snr_db=snr_db(act, ref) if all_finite else float("nan"),
         nan=int(np.isnan(act).sum()),
         inf=int(np.isinf(act).sum()),
         ref_nan=int(np.isnan(ref).sum()),
         ref_inf=int(np.isinf(ref).sum()),
         elements=int(act.size),
     )
-    if looks_like_logits(reference) and np.issubdtype(actual.dtype, np.floating):
+    kind = kind or output_kind("", reference)
+    classes = reference.ndim >= 2 and reference.shape[-1] >= 2
+    if kind is OutputKind.classification and classes and np.issubdtype(actual.dtype, np.floating):
         m.top1 = topk_agreement(actual, reference, 1)
         m.top5 = topk_agreement(actual, reference, min(5, reference.shape[-1]))
     _check(m, act, ref, finite, diff, rel, tolerance)
     return m
-
-
-def _nonfinite_mismatch(act: np.ndarray, ref: np.ndarray) -> int:
-    """Positions where actual and reference disagree on NaN / +Inf / -Inf."""
-    return int(
-        np.sum(
-            (np.isnan(act) != np.isnan(ref))
-            | (np.isposinf(act) != np.isposinf(ref))
-            | (np.isneginf(act) != np.isneginf(ref))
-        )
-    )
 
 
 def _check(
@@ -206,16 +228,14 @@ def _check(
     rel: np.ndarray,
     tol: Tolerance,
 ) -> None:
-    if tol.check_nonfinite:
-        bad = _nonfinite_mismatch(act, ref)
-        if bad:
-            m.fail(
-                "nan_inf",
-                bad,
-                "0",
-                f"{bad} NaN/Inf value(s) where the reference differs ({m.nan} NaN and {m.inf} Inf in the output, "
-                f"{m.ref_nan} and {m.ref_inf} in the reference)",
-            )
+    if tol.check_nonfinite and (m.nan or m.inf):
+        m.fail(
+            "nan_inf",
+            m.nan + m.inf,
+            "0",
+            f"{m.nan} NaN and {m.inf} Inf value(s) of {m.elements} in the output"
+            + (f" (the reference has {m.ref_nan} NaN and {m.ref_inf} Inf)" if m.ref_nan or m.ref_inf else ""),
+        )
     if tol.atol is not None or tol.rtol is not None:
         atol = tol.atol if tol.atol is not None else 0.0
         rtol = tol.rtol if tol.rtol is not None else 0.0
@@ -256,6 +276,17 @@ def _check(
             f">= {tol.min_top1:g}",
             f"top-1 agreement {m.top1:.4f} < min_top1 {tol.min_top1:g}",
         )
+
+
+def non_finite_outputs(outputs: dict[str, np.ndarray]) -> list[str]:
+    """'logits: 12 NaN and 0 Inf of 40 values' for each floating output holding NaN or Inf."""
+    found = []
+    for name, value in outputs.items():
+        value = np.asarray(value)
+        if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+            nan, inf = int(np.isnan(value).sum()), int(np.isinf(value).sum())
+            found.append(f"{name}: {nan} NaN and {inf} Inf of {value.size} values")
+    return found
 
 
 def split_tolerance(tol: Tolerance) -> tuple[Tolerance, Tolerance]:

@@ -113,3 +113,41 @@ def test_compile_ends_with_verify_bench_report(cli, tmp_path: Path) -> None:
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "") and "<script" not in html
     assert "| artifact |" in (out / "summary.md").read_text()
     assert report["bench"]["overhead"]["own_share"] < 0.5
+
+
+def test_a_cpu_hog_makes_the_ratios_disturbed_not_numbers(cli, tmp_path: Path) -> None:
+    """Real busy child processes compete for the cores while the bench rounds run interleaved: every round
+    records CPU time and foreign load, and no ratio reaches the summary, the selection or the report."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "b"
+    model = ["--model", zoo("cnn.py:small_cnn"), "--shape", "x:1x3x32x32", "--exporter", "torchscript"]
+    assert cli("verify", *model, "-o", out, "-q").code == 0  # everything but the bench, on a quieter machine
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * (os.cpu_count() or 1))
+    ]
+    try:
+        result = cli(
+            "bench", *model, "-o", out, "--duration", "0.25", "--warmup", "1", "--set", "bench.repeats=2"
+        )
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert result.code == 0, result.text
+    bench = json.loads((out / "manifest.json").read_text())["stages"]["bench"]["metrics"]
+    assert bench["disturbed"] and bench["load_average"]["cpus"] == os.cpu_count()
+    order = [(e["artifact"], e["runtime"]) for e in bench["results"]]
+    assert order[0] == ("pytorch", "pytorch-cpu") and len(order) >= 3
+    for entry in bench["results"]:
+        stats = entry["batches"]["1"]
+        assert stats["disturbed"] and "speedup" not in stats
+        assert len(stats["rounds"]) == 2 and all(r["cpu_s"] is not None for r in stats["rounds"])
+    assert max(r["foreign_share"] for e in bench["results"] for r in e["batches"]["1"]["rounds"]) > 0.25
+    assert "(disturbed)" in result.out and "x)" not in result.out.split("bench")[-1]
+    report = json.loads((out / "report.json").read_text())
+    row = report["selection"]["runtimes"][0]
+    assert row["disturbed"] and not row.get("speedup")
+    assert "disturbed" in (out / "summary.md").read_text()

@@ -125,3 +125,16 @@ def test_verify_with_a_crashing_runtime_finishes_other_pairs_writes_report_exits
     assert report["status"] == "failed"
     crashed = [r for r in report["verify"]["results"] if r["runtime"] == "crashing-cpu" and not r["passed"]]
     assert crashed[0]["failures"] == ["crashing-cpu crashed loading model.fp16.onnx: SIGSEGV"]
+
+
+def test_an_artifact_that_crashes_the_accuracy_check_fails_the_stage(built: Path, monkeypatch) -> None:
+    """Quantize measures accuracy in a child process too: a crash there is exit 4 with the reason."""
+    from infercc.quantization import accuracy
+
+    class Batches:
+        def labelled_batches(self, limit=None):
+            yield {"x": np.full((1, 3, 32, 32), -7.0, np.float32)}, None
+
+    monkeypatch.setitem(base.REGISTRY, "onnxruntime-cpu", "tests.zoo.crashing_runtime:CrashingOrt")
+    with pytest.raises(RuntimeCrashed, match=r"onnxruntime-cpu crashed running model\.fp32\.onnx: SIGABRT"):
+        accuracy.run_model(built / "model.fp32.onnx", Batches())

@@ -34,11 +34,24 @@ def test_nan_and_inf_counts_and_failure() -> None:
     assert (m.nan, m.inf, m.ref_nan, m.ref_inf) == (2, 1, 0, 0)
     assert not m.passed
     assert m.checks[0].metric == "nan_inf" and m.checks[0].value == 3
-    # NaN where the reference has NaN too is not a failure
+    # NaN where the reference has NaN too still fails: a NaN output is never a pass
     ref2 = ref.copy()
     ref2[[1, 2]] = np.nan
     ref2[3] = np.inf
-    assert compare(act, ref2, Tolerance(atol=1e-3)).passed
+    m = compare(act, ref2, Tolerance(atol=1e-3))
+    assert not m.passed and "2 NaN and 1 Inf value(s) of 10 in the output" in m.failures[0]
+
+
+def test_cosine_and_snr_over_non_finite_values_never_pass() -> None:
+    ref = np.full((4, 10), np.nan, np.float32)  # all NaN, as the model gave
+    m = compare(ref.copy(), ref, Tolerance(min_cosine=0.99, min_snr_db=10, check_nonfinite=False))
+    assert math.isnan(m.cosine) and math.isnan(m.snr_db)
+    assert {c.metric for c in m.checks} == {"cosine", "snr_db"}
+    ok = np.ones((4, 10), np.float32)
+    bad = ok.copy()
+    bad[0, 0] = np.inf
+    m = compare(bad, ok, Tolerance(min_cosine=0.5))
+    assert math.isnan(m.cosine) and {c.metric for c in m.checks} == {"nan_inf", "cosine"}
 
 
 def test_elemwise_passes_within_atol_or_rtol() -> None:
@@ -92,3 +105,20 @@ def test_shape_mismatch_and_split() -> None:
     per, whole = split_tolerance(Tolerance(atol=1.0, min_cosine=0.5, min_top1=0.5))
     assert per.min_cosine is None and per.atol == 1.0
     assert whole.atol is None and whole.min_cosine == 0.5
+
+
+def test_output_kind_from_declaration_name_and_shape() -> None:
+    from infercc.config import OutputKind
+    from infercc.metrics import output_kind
+
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((4, 384)).astype(np.float32)
+    unit = logits / np.linalg.norm(logits, axis=-1, keepdims=True)
+    assert output_kind("output", logits) is OutputKind.classification
+    assert output_kind("output", unit) is OutputKind.embedding  # L2-normalised rows: a sentence embedding
+    assert output_kind("sentence_embedding", logits) is OutputKind.embedding
+    assert output_kind("last_hidden_state", rng.random((2, 5, 384))) is OutputKind.embedding
+    assert output_kind("logits", unit) is OutputKind.classification
+    assert output_kind("output", unit, {"output": OutputKind.classification}) is OutputKind.classification
+    assert compare(logits, logits, kind=OutputKind.embedding).top1 is None
+    assert compare(logits, logits).top1 == 1.0

@@ -230,9 +230,14 @@ def test_synthetic_calibration_is_opt_in_and_warns(work, cli):
         "synthetic",
         "--set",
         "quantize.fallback_max_steps=0",
+        "--set",
+        "quantize.accept_budget_miss=true",  # random ranges miss the 99% budget; that is not this test's point
     )
     assert result.code == 0, result.text
     assert "calibrating INT8 on synthetic data" in result.text
+    assert "int8 misses its accuracy budget" in result.text and "(accepted" in " ".join(
+        manifest(out)["stages"]["quantize-int8"]["notes"]
+    )
     assert manifest(out)["stages"]["calibrate"]["metrics"]["kind"] == "synthetic"
 
 

@@ -37,7 +37,8 @@ def test_verify_passes_and_lists_skipped_runtimes(cli, built: Path) -> None:
     assert "onnxruntime-cuda" in skipped and "CUDA" in skipped["onnxruntime-cuda"]
     assert "tensorrt" in skipped
     logits = next(iter(verify["results"][0]["outputs"].values()))
-    assert logits["cosine"] > 0.99999 and logits["top1"] == 1.0 and logits["samples"] == 4
+    # min/opt/max + opt#1, and the negative and large sets (no value range declared)
+    assert logits["cosine"] > 0.99999 and logits["top1"] == 1.0 and logits["samples"] == 6
     report = json.loads((built / "report.json").read_text())
     from infercc.report import load_schema
 

@@ -196,7 +196,7 @@ def _finish(console: Any, ctx: Any, result: Any, json_out: bool, quiet: bool) ->
     if json_out:
         print_json(
             {
-                "status": "failed" if failures else "ok",
+                "status": "failed" if failures else ("budget missed" if result.budget_misses else "ok"),
                 "out": str(ctx.out),
                 "ran": result.ran,
                 "cached": result.cached,
@@ -238,6 +238,12 @@ def _finish(console: Any, ctx: Any, result: Any, json_out: bool, quiet: bool) ->
         raise VerificationFailed(
             f"{len(failures)} verification failure(s):\n  " + "\n  ".join(failures[:20]),
             hint="Loosen verify.tolerances / verify.outputs in the config if these differences are acceptable.",
+        )
+    if result.budget_misses:
+        raise VerificationFailed(
+            "accuracy budget missed:\n  " + "\n  ".join(result.budget_misses[:20]),
+            hint="Improve the artifact (more or other calibration data, --calib-method, quantize.exclude_*), "
+            "or accept the miss with quantize.accept_budget_miss: true (and say why in the config).",
         )
 
 

@@ -222,26 +222,35 @@ def _verify_by_artifact(verify: StageRecord | None) -> dict[str, str]:
         return {}
     results = verify.metrics.get("results", [])
     several = len({r["runtime"] for r in results}) > 1
-    worst: dict[str, tuple[bool, float, str]] = {}
+    worst: dict[str, tuple[tuple[bool, bool, float], str]] = {}
     for result in results:
         outputs = result.get("outputs") or {}
         cosines = [o["cosine"] for o in outputs.values() if o.get("cosine") is not None]
         top1 = [o["top1"] for o in outputs.values() if o.get("top1") is not None]
         failed = bool(result.get("failures"))
-        cosine = min(cosines) if cosines else 1.0
+        budget = result.get("budget") or {}
+        missed = not failed and budget.get("met") is False
+        non_finite = sum((o.get("nan") or 0) + (o.get("inf") or 0) for o in outputs.values())
+        cosine = min(cosines) if cosines else (0.0 if non_finite else 1.0)
         text = f"cos {cosine:.6f}" if cosines else ""
+        if non_finite:
+            text = ", ".join([t for t in (text, f"{non_finite} NaN/Inf") if t])
         if top1:
             text += f", top-1 {min(top1):.0%}"
         if several:
             text += f" [dim]({_short_runtime(result['runtime'])})[/]"
-        key = (failed, -cosine)
+        if missed:
+            text += " [yellow](budget missed, accepted)[/]" if budget.get("accepted") else ""
+        verdict = (
+            "[red]FAIL[/] "
+            if failed
+            else ("[red]budget missed[/] " if missed and not budget.get("accepted") else "[green]ok[/] ")
+        )
+        key = (failed, missed, -cosine)
         previous = worst.get(result["artifact"])
-        if previous is None or key > (previous[0], -previous[1]):
-            worst[result["artifact"]] = (failed, cosine, text)
-    return {
-        name: ("[red]FAIL[/] " if failed else "[green]ok[/] ") + text
-        for name, (failed, _, text) in worst.items()
-    }
+        if previous is None or key > previous[0]:
+            worst[result["artifact"]] = (key, verdict + text)
+    return {name: text for name, (_, text) in worst.items()}
 
 
 def _short_runtime(name: str) -> str:
@@ -265,9 +274,8 @@ def _latency_by_artifact(bench: StageRecord | None) -> dict[str, str]:
         if p50 is None:
             continue
         where = f" {_short_runtime(result['runtime'])}" if several or result["artifact"] == "pytorch" else ""
-        text = f"{p50:.3g} ms{where}" + (
-            f" ({speedup:.1f}x)" if speedup and result["artifact"] != "pytorch" else ""
-        )
+        ratio = f" ({speedup:.1f}x)" if speedup else " (disturbed)" if figures.get("disturbed") else ""
+        text = f"{p50:.3g} ms{where}" + (ratio if result["artifact"] != "pytorch" else "")
         if result["artifact"] not in best or p50 < best[result["artifact"]][0]:
             best[result["artifact"]] = (p50, text)
     return {name: text for name, (_, text) in best.items()}

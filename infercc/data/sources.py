@@ -198,8 +198,23 @@ def check_feed(feed: Any, inputs: ModelInputs, where: str) -> Feeds:
                     f"declared range {lo[axis]}..{hi[axis]} ({expected}).",
                     hint="Fix the data, or declare the range with --min-shape/--max-shape.",
                 )
+        _require_finite(value, name, where)
         checked[name] = np.ascontiguousarray(value)
     return checked
+
+
+def _require_finite(value: np.ndarray, name: str, where: str) -> None:
+    """NaN/Inf in data is a usage error: calibration ranges and accuracy figures over it mean nothing."""
+    if not np.issubdtype(value.dtype, np.floating) or np.isfinite(value).all():
+        return
+    nan, inf = int(np.isnan(value).sum()), int(np.isinf(value).sum())
+    first = [int(i) for i in np.argwhere(~np.isfinite(value))[0]]
+    raise UsageError(
+        f"{where}: input {name} holds {nan} NaN and {inf} Inf value(s), the first at index {first}"
+        + (f" (sample {first[0]} of the batch)" if value.ndim > 1 else "")
+        + ".",
+        hint="Clean or drop that sample: ranges calibrated and accuracy measured on NaN/Inf mean nothing.",
+    )
 
 
 # --- resolution ---------------------------------------------------------------------------------

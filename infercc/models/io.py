@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import numpy as np
+
 
 def flatten_outputs(result: Any, names: list[str] | None = None) -> dict[str, Any]:
     """Flatten a forward() result (tensor, tuple/list, dict, dataclass-like) into {name: tensor}.
@@ -52,6 +54,31 @@ def _collect(value: Any, prefix: str, out: list[tuple[str, Any]]) -> None:
         raise UsageError(
             f"The model returns a {type(value).__name__}; infercc handles tensors, tuples, lists and dicts."
         )
+
+
+def input_copies(
+    torch: Any, feeds: dict[str, np.ndarray], names: list[str], device: str = "cpu"
+) -> list[Any]:
+    """The feeds as tensors that share no memory with the arrays: a forward() that changes its inputs in place
+    (x.mul_(3)) must not change the arrays the other runtimes then receive."""
+    return [torch.from_numpy(np.array(feeds[n], copy=True)).to(device) for n in names]
+
+
+def changed_inputs(args: list[Any], feeds: dict[str, np.ndarray], names: list[str]) -> list[str]:
+    """The inputs whose tensors differ from their arrays after forward(): the model mutated them."""
+    return [
+        n
+        for n, t in zip(names, args, strict=True)
+        if np.ascontiguousarray(t.detach().cpu().numpy()).tobytes()
+        != np.ascontiguousarray(feeds[n]).tobytes()
+    ]
+
+
+def mutation_note(names: list[str]) -> str:
+    return (
+        f"forward() changes its input{'s' if len(names) > 1 else ''} {', '.join(names)} in place; PyTorch is "
+        "given copies, so every runtime still receives the original values"
+    )
 
 
 def forward_input_names(module: Any, declared: set[str] | frozenset[str] = frozenset()) -> list[str]:

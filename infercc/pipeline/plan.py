@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infercc.config import CompileConfig, InputSpec, Target
-from infercc.errors import UsageError
+from infercc.errors import InferccError, UsageError
 from infercc.fsutil import OutDirLock, ensure_writable_dir
 from infercc.models.sources import ModelSource, parse_source, source_fingerprint
 from infercc.pipeline.manifest import load_manifest
@@ -234,13 +234,30 @@ def execute(
     with OutDirLock(out, wait=wait):
         ctx = make_context(config, events, force)
         stages = plan(ctx, goal, explicit_targets)
-        result = run_stages(ctx, stages, config.model_dump(mode="json"), cache)
+        try:
+            result = run_stages(ctx, stages, config.model_dump(mode="json"), cache)
+        except InferccError:
+            if after is not None:
+                _after_failure(ctx, after)
+            raise
         result.manifest.source["input_names"] = ctx.input_names
         result.manifest.source["shapes"] = {n: r.describe() for n, r in ctx.shape_ranges.items()}
         result.manifest.save(out)
         if after is not None:
             after(ctx, result)
     return ctx, result
+
+
+def _after_failure(ctx: RunContext, after: Callable[[RunContext, RunResult], None]) -> None:
+    """A failed run still writes its reports (status "failed"), so an earlier run's "ok" report never stays
+    beside a failed one. A problem while reporting is a warning: the run's own error is the one to show."""
+    manifest, _ = load_manifest(ctx.out)
+    if manifest is None:
+        return
+    try:
+        after(ctx, RunResult(manifest))
+    except Exception as exc:
+        ctx.events.warn(f"could not write the report of the failed run: {type(exc).__name__}: {exc}")
 
 
 def describe_ranges(ranges: dict[str, ShapeRange]) -> str:

@@ -53,8 +53,15 @@ class RunResult:
         """Runtimes that crashed (SIGSEGV, abort, OOM kill) on an artifact in a stage of this run: exit 4."""
         return self._listed("crashes")
 
-    def _listed(self, key: str) -> list[str]:
+    @property
+    def budget_misses(self) -> list[str]:
+        """Artifacts that miss their accuracy budget (infercc.budget), not accepted: exit 1. Verify judges every
+        runtime; without verify in this run, quantize's own verdict counts."""
         used = set(self.ran) | set(self.cached) | set(self.restored)
+        return self._listed("budget_misses", {"verify"} if "verify" in used else None)
+
+    def _listed(self, key: str, only: set[str] | None = None) -> list[str]:
+        used = (set(self.ran) | set(self.cached) | set(self.restored)) & (only or set(self.manifest.stages))
         return [f for s in self.manifest.stages.values() if s.name in used for f in s.metrics.get(key, [])]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from infercc.metrics import compare, looks_like_logits
+from infercc.metrics import compare, output_kind
 
 CONFIDENT_MARGIN = 0.5  # logits
 
@@ -22,13 +22,15 @@ class Outputs:
 
 
 def run_model(path: Path, dataset: Any, threads: int | None = None, limit: int | None = None) -> Outputs:
-    """Run an ONNX file on ONNX Runtime CPU over the dataset's batches."""
-    from infercc.runtimes.onnxrt import OrtCPU
+    """Run an ONNX file on ONNX Runtime CPU over the dataset's batches, in a child process: a freshly written
+    artifact that crashes the runtime (an FP16 graph that segfaults it) fails the stage with the reason (exit 4)
+    instead of taking infercc down."""
+    from infercc.runtimes.isolation import IsolatedRuntime
 
     collected: dict[str, list[np.ndarray]] = {}
     labels: list[int] | None = []
     feeds = []
-    with OrtCPU(path, threads=threads) as runtime:
+    with IsolatedRuntime("onnxruntime-cpu", path, threads=threads) as runtime:
         for feed, batch_labels in dataset.labelled_batches(limit):
             for name, value in runtime.infer(feed).items():
                 collected.setdefault(name, []).append(np.asarray(value))
@@ -41,29 +43,31 @@ def run_model(path: Path, dataset: Any, threads: int | None = None, limit: int |
     return Outputs(values, labels or None, feeds)
 
 
-def accuracy(candidate: Outputs, reference: Outputs) -> dict[str, Any]:
-    """Figures of `candidate` against `reference` (the FP32 graph on the same data)."""
+def accuracy(candidate: Outputs, reference: Outputs, kinds: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Figures of `candidate` against `reference` (the FP32 graph on the same data); top-1/top-5 only for
+    classification outputs (`kinds`: declared output kinds, see metrics.output_kind)."""
     per_output: dict[str, Any] = {}
     top1s, top5s, cosines, worst = [], [], [], 0.0
     non_finite = 0
     for name, ref in reference.values.items():
         act = candidate.values[name]
-        m = compare(act, ref)
+        kind = output_kind(name, ref, kinds)
+        m = compare(act, ref, kind=kind)
         rows = _row_cosines(act, ref)
         entry: dict[str, Any] = {
-            "cosine": round(m.cosine, 6),
+            "cosine": round(m.cosine, 6) if np.isfinite(m.cosine) else None,  # none over NaN/Inf
             "cosine_mean_sample": round(float(np.mean(rows)), 6) if rows.size else None,
             "cosine_min_sample": round(float(np.min(rows)), 6) if rows.size else None,
             "max_abs": _num(m.max_abs),
             "mean_abs": _num(m.mean_abs),
             "snr_db": _num(m.snr_db),
-            "nan": m.nan - m.ref_nan,
-            "inf": m.inf - m.ref_inf,
+            "nan": m.nan,
+            "inf": m.inf,
         }
-        non_finite += max(0, entry["nan"]) + max(0, entry["inf"])
+        non_finite += m.nan + m.inf  # any NaN/Inf misses the budget, even where the reference has one
         cosines.append(m.cosine)
         worst = max(worst, m.max_abs if np.isfinite(m.max_abs) else float("inf"))
-        if looks_like_logits(ref):
+        if m.top1 is not None:
             entry["top1"] = round(float(m.top1 or 0.0), 6)
             entry["top5"] = round(float(m.top5 or 0.0), 6)
             top1s.append(entry["top1"])
@@ -81,7 +85,7 @@ def accuracy(candidate: Outputs, reference: Outputs) -> dict[str, Any]:
         per_output[name] = entry
     summary: dict[str, Any] = {
         "samples": int(next(iter(reference.values.values())).shape[0]) if reference.values else 0,
-        "cosine": round(min(cosines), 6) if cosines else None,
+        "cosine": round(min(cosines), 6) if cosines and np.isfinite(cosines).all() else None,
         "max_abs": _num(worst),
         "top1": min(top1s) if top1s else None,
         "top5": min(top5s) if top5s else None,
@@ -112,14 +116,12 @@ def _margin(logits: np.ndarray) -> np.ndarray:
 
 
 def meets(figures: dict[str, Any], top1: float | None, cosine: float | None) -> tuple[bool, list[str]]:
-    """Whether the figures meet the budget, and what misses it."""
-    misses = []
-    if figures.get("non_finite"):
-        misses.append(f"{figures['non_finite']} NaN/Inf values")
-    if top1 is not None and figures.get("top1") is not None and figures["top1"] < top1:
-        misses.append(f"top-1 agreement {figures['top1']:.2%} < {top1:.2%}")
-    if cosine is not None and figures.get("cosine") is not None and figures["cosine"] < cosine:
-        misses.append(f"cosine {figures['cosine']:.5f} < {cosine}")
+    """Whether the figures meet the budget, and what misses it (infercc.budget.Budget.misses)."""
+    from infercc.budget import Budget
+
+    misses = Budget(top1, cosine).misses(
+        figures.get("top1"), figures.get("cosine"), figures.get("non_finite") or 0
+    )
     return not misses, misses
 
 

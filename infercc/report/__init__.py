@@ -93,11 +93,21 @@ def build_report(out: Path, manifest: Any, config: Any) -> dict[str, Any]:
         "bench": bench,
         "selection": select(verify, bench, config),
         "compute_floor": compute_floor(bench, environment),
-        "status": "failed"
-        if (verify and not verify["passed"]) or any(s["status"] == "failed" for s in stages)
-        else "ok",
+        "status": _status(verify, stages, manifest),
     }
     return _clean(report)
+
+
+def _status(verify: dict[str, Any] | None, stages: list[dict[str, Any]], manifest: Any) -> str:
+    """failed (a stage failed, or verify did), budget missed (an artifact misses its accuracy budget and the
+    miss is not accepted: judged by verify, else by quantize), or ok."""
+    if (verify and not verify["passed"]) or any(s["status"] == "failed" for s in stages):
+        return "failed"
+    if verify is not None:
+        missed = verify.get("budget_misses")
+    else:
+        missed = [m for s in manifest.stages.values() for m in s.metrics.get("budget_misses", [])]
+    return "budget missed" if missed else "ok"
 
 
 def _verify_section(record: Any) -> dict[str, Any] | None:
@@ -120,6 +130,7 @@ def _verify_section(record: Any) -> dict[str, Any] | None:
                     "outputs",
                     "tolerances",
                     "failures",
+                    "budget",
                     "seconds",
                 )
             }
@@ -128,6 +139,7 @@ def _verify_section(record: Any) -> dict[str, Any] | None:
         "skipped_runtimes": m.get("skipped_runtimes", []),
         "unverified": m.get("unverified", []),
         "failures": m.get("failures", []),
+        "budget_misses": m.get("budget_misses", []),
         "overhead": m.get("overhead"),
     }
 
@@ -210,6 +222,7 @@ def _accuracy(verify: dict[str, Any] | None, artifact: str, runtime: str) -> dic
 
     return {
         "passed": bool(r.get("passed")),
+        "budget": r.get("budget"),
         "runtime": r["runtime"],
         "cosine": worst("cosine"),
         "top1": worst("top1"),
@@ -273,13 +286,24 @@ def select(verify: dict[str, Any] | None, bench: dict[str, Any] | None, config: 
         }
         if candidates:
             best_ms, best, stats, acc = candidates[0]
-            row.update(chosen=best, p50_ms=best_ms, speedup=stats.get("speedup"), accuracy=acc)
-            for ms, name, _s, _a in candidates[1:]:
+            row.update(
+                chosen=best,
+                p50_ms=best_ms,
+                speedup=stats.get("speedup"),
+                disturbed=stats.get("disturbed"),
+                accuracy=acc,
+            )
+            for ms, name, other_stats, _a in candidates[1:]:
+                ratio = (
+                    "disturbed"
+                    if stats.get("disturbed") or other_stats.get("disturbed")
+                    else f"{ms / best_ms:.2f}x"
+                )
                 others.append(
                     {
                         "artifact": name,
                         "p50_ms": ms,
-                        "reason": f"within budget but slower: {ms:.3g} ms vs {best_ms:.3g} ms ({ms / best_ms:.2f}x)",
+                        "reason": f"within budget but slower: {ms:.3g} ms vs {best_ms:.3g} ms ({ratio})",
                     }
                 )
         row["others"] = sorted(others, key=lambda o: o.get("p50_ms") or math.inf)
@@ -326,6 +350,11 @@ def _budget_miss(acc: dict[str, Any] | None, budget: dict[str, Any]) -> str | No
         return "not verified: accuracy unknown"
     if not acc["passed"]:
         return "failed verification (see verify failures)"
+    own = acc.get("budget")
+    if own and not own.get("met", True):  # the artifact's own budget, accepted or not
+        return f"outside its accuracy budget: {'; '.join(own['misses'])}" + (
+            " (accepted by quantize.accept_budget_miss)" if own.get("accepted") else ""
+        )
     for key, label in (("cosine", "cosine"), ("top1", "top-1 agreement"), ("snr_db", "SNR dB")):
         limit = budget.get(key)
         value = acc.get(key)

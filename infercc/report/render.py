@@ -231,7 +231,7 @@ def _selection_html(report: dict[str, Any]) -> str:
     for r in sel["runtimes"]:
         lost = "<br>".join(f"{_e(o['artifact'])}: {_e(o['reason'])}" for o in r["others"]) or "-"
         chosen = f"<b>{_e(r['chosen'])}</b>" if r["chosen"] else "<span class=fail>none within budget</span>"
-        rows.append([_e(r["runtime"]), chosen, _f(r.get("p50_ms")), _f(r.get("speedup")), lost])
+        rows.append([_e(r["runtime"]), chosen, _f(r.get("p50_ms")), _ratio(r), lost])
     picks = "".join(
         f"<p>Pick for {_e(d['device'])}: <b>{_e(d['artifact'])} on {_e(d['runtime'])}</b>, "
         f"{_f(d.get('p50_ms'))} ms"
@@ -350,7 +350,7 @@ def _bench_html(report: dict[str, Any]) -> str:
                     _f(s["p90_ms"]),
                     _f(s["p99_ms"]),
                     _f(s.get("throughput"), 4),
-                    _f(s.get("speedup")),
+                    _ratio(s),
                     f"{s['spread']:.1%}",
                     _f(s.get("h2d_ms")),
                     _size(r.get("peak_rss")),
@@ -470,7 +470,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             )
         for r in sel["runtimes"]:
             chosen = f"**{r['chosen']}** {_f(r['p50_ms'])} ms" if r["chosen"] else "none within budget"
-            sp = f" ({_f(r.get('speedup'))}× PyTorch eager)" if r.get("speedup") else ""
+            sp = f" ({_ratio(r)}× PyTorch eager)" if r.get("speedup") else ""
+            sp = " (ratio to PyTorch eager: disturbed)" if r.get("disturbed") else sp
             lines.append(f"- `{r['runtime']}`: {chosen}{sp}")
             lines += [f"  - {o['artifact']}: {o['reason']}" for o in r["others"]]
         lines.append("")
@@ -502,7 +503,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                 if "p50_ms" in s:
                     lines.append(
                         f"| {r['artifact']} | {r['runtime']} | {b} | {_f(s['p50_ms'])} | {_f(s['p90_ms'])} | "
-                        f"{_f(s['p99_ms'])} | {_f(s.get('throughput'), 4)} | {_f(s.get('speedup'))} | {s['spread']:.1%} |"
+                        f"{_f(s['p99_ms'])} | {_f(s.get('throughput'), 4)} | {_ratio(s)} | {s['spread']:.1%} |"
                     )
         lines += [f"- ⚠ {w}" for w in (bench.get("warnings") or [])]
         lines.append("")
@@ -512,3 +513,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{(bench or {}).get('threads') or 'default'}_"
     )
     return "\n".join(lines) + "\n"
+
+
+def _ratio(figures: dict[str, Any]) -> str:
+    """The ratio to PyTorch eager, or 'disturbed' when the machine was too busy for a ratio to mean anything."""
+    return "disturbed" if figures.get("disturbed") else _f(figures.get("speedup"))

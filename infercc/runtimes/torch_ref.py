@@ -8,7 +8,7 @@ import numpy as np
 
 from infercc.errors import MissingRuntimeError, StageError, UsageError
 from infercc.lazy import is_installed, require, version_of
-from infercc.models.io import flatten_outputs
+from infercc.models.io import changed_inputs, flatten_outputs, input_copies, mutation_note
 from infercc.runtimes.base import RuntimeStatus, TensorSpec, time_loop
 
 
@@ -32,6 +32,7 @@ class TorchCPU:
         self.output_names = output_names
         self.threads = threads
         self._saved_threads: int | None = None
+        self.notes: list[str] = []
 
     @classmethod
     def status(cls) -> RuntimeStatus:
@@ -57,8 +58,7 @@ class TorchCPU:
         return inputs, outputs
 
     def _to_device(self, feeds: dict[str, np.ndarray]) -> list[Any]:
-        torch = require("torch")
-        return [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device) for n in self.input_names]
+        return input_copies(require("torch"), feeds, self.input_names, self.device)
 
     def _forward(self, args: list[Any]) -> Any:
         from infercc.models.boundary import user_code
@@ -68,8 +68,9 @@ class TorchCPU:
             return self.module(*args)
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        args = self._to_device(feeds)
         try:
-            result = self._forward(self._to_device(feeds))
+            result = self._forward(args)
         except UsageError:
             raise
         except Exception as exc:
@@ -77,6 +78,9 @@ class TorchCPU:
             raise StageError(
                 f"The PyTorch model's forward failed on inputs {shapes}: {type(exc).__name__}: {exc}"
             ) from exc
+        changed = changed_inputs(args, feeds, self.input_names)
+        if changed and mutation_note(changed) not in self.notes:
+            self.notes.append(mutation_note(changed))
         tensors = flatten_outputs(result, self.output_names)
         return {
             name: t.detach().float().cpu().numpy() if t.is_floating_point() else t.cpu().numpy()

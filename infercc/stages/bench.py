@@ -10,9 +10,11 @@ outside the runtimes' own calls is measured and recorded (`overhead`).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,6 +22,7 @@ import numpy as np
 
 from infercc.config import BenchConfig, CompileConfig
 from infercc.errors import InferccError
+from infercc.machine_load import CpuSample, disturbance, load_average
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import RunContext, Stage, StageOutput
 from infercc.runtimes.base import candidate_runtimes, probe, runs_artifact, usable_runtimes
@@ -127,9 +130,9 @@ def batch_feed(feed: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]
     return out
 
 
-def measure(runtime: Any, feeds: dict[str, np.ndarray], cfg: BenchConfig, clock: Clock) -> list[list[float]]:
-    """Warm-up, then `repeats` timed blocks; a block is `iterations` runs, or as many as fit `duration_s`,
-    capped by `budget_s` over all repeats."""
+def iterations_for(runtime: Any, feeds: dict[str, np.ndarray], cfg: BenchConfig, clock: Clock) -> int:
+    """Warm-up, then the iterations of one timed block: `iterations`, or as many as fit `duration_s`, capped
+    by `budget_s` over all repeats."""
     first = clock.call(runtime.time_infer, feeds, 1, max(cfg.warmup, 1))
     estimate = max(float(np.median(first)), 1e-6)
     iters = cfg.iterations
@@ -137,18 +140,28 @@ def measure(runtime: Any, feeds: dict[str, np.ndarray], cfg: BenchConfig, clock:
         iters = max(int(cfg.duration_s / estimate), 1)
     if cfg.budget_s is not None:
         iters = max(min(iters, int(cfg.budget_s / cfg.repeats / estimate)), 3)
-    return [clock.call(runtime.time_infer, feeds, iters, 1 if i else 0) for i in range(cfg.repeats)]
+    return iters
 
 
-def bench_subject(
-    subject: Subject,
-    feeds_by_batch: dict[int, dict[str, np.ndarray]],
-    cfg: BenchConfig,
-    clock: Clock,
-    progress: Any = None,
-) -> dict[str, Any]:
-    """Every batch size of one subject; errors are recorded, not raised."""
-    entry: dict[str, Any] = {
+@dataclass
+class Live:
+    """A subject whose runtime is open, with its report entry and its timed rounds of the current batch."""
+
+    subject: Subject
+    entry: dict[str, Any]
+    runtime: Any
+    rss_before: int | None
+    iters: int = 0
+    repeats: list[list[float]] = field(default_factory=list)
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return getattr(self.runtime, "pid", None) or os.getpid()
+
+
+def new_entry(subject: Subject, cfg: BenchConfig) -> dict[str, Any]:
+    return {
         "artifact": subject.name,
         "runtime": subject.runtime,
         "device": runtime_device(subject.runtime),
@@ -159,44 +172,126 @@ def bench_subject(
         "notes": [],
         "error": None,
     }
+
+
+def bench_subjects(
+    subjects: list[Subject],
+    feeds_by_batch: dict[int, dict[str, np.ndarray]],
+    cfg: BenchConfig,
+    clock: Clock,
+    progress: Any = None,
+) -> list[dict[str, Any]]:
+    """Every batch size of every subject, timed in interleaved rounds (A, B, C, A, B, C ...) so that whatever
+    disturbs the machine hits every subject alike; each block records the process's CPU time beside its wall
+    time and what other processes used meanwhile. Errors and crashes are recorded, not raised."""
+    entries = [new_entry(s, cfg) for s in subjects]
+    with contextlib.ExitStack() as stack:
+        opened_ = [_open(stack, s, e, clock) for s, e in zip(subjects, entries, strict=True)]
+        live = [item for item in opened_ if item is not None]
+        for batch, feeds in feeds_by_batch.items():
+            if progress:
+                progress(f"batch {batch}: {len(live)} subject(s) in rounds")
+            live = _time_batch(live, batch, feeds, cfg, clock)
+        for item in live:
+            _finish_entry(item)
+    for entry in entries:
+        entry.pop("_device_base", None)
+    return entries
+
+
+def bench_subject(
+    subject: Subject,
+    feeds_by_batch: dict[int, dict[str, np.ndarray]],
+    cfg: BenchConfig,
+    clock: Clock,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """One subject alone (scripts and tests); see bench_subjects."""
+    return bench_subjects([subject], feeds_by_batch, cfg, clock, progress)[0]
+
+
+def _open(stack: contextlib.ExitStack, subject: Subject, entry: dict[str, Any], clock: Clock) -> Live | None:
     rss_before = current_rss()
-    reset = reset_peak_rss()
+    reset_peak_rss()
     started = time.perf_counter()
     try:
-        with opened(clock, subject.runtime, subject.artifact, **subject.options) as runtime:
-            device_base = _device_memory(runtime)
-            entry["load_s"] = round(time.perf_counter() - started, 4)
-            for batch, feeds in feeds_by_batch.items():
-                if progress:
-                    progress(f"{subject.name} on {subject.runtime}, batch {batch}")
-                try:
-                    repeats = measure(runtime, feeds, cfg, clock)
-                except InferccError as exc:
-                    entry["batches"][str(batch)] = {"error": exc.message}
-                    continue
-                stats = latency_stats(repeats, batch)
-                if hasattr(runtime, "time_h2d"):
-                    h2d = clock.call(runtime.time_h2d, feeds, min(20, cfg.iterations))
-                    stats["h2d_ms"] = float(np.median(h2d) * 1e3)
-                entry["batches"][str(batch)] = stats
-            entry["timing"] = getattr(runtime, "timing", "wall-clock")
-            if getattr(runtime, "run_settings", None):  # threads, hints, precision the runtime compiled with
-                entry["runtime_settings"] = dict(runtime.run_settings)
-            entry["notes"] += list(dict.fromkeys(getattr(runtime, "notes", [])))
-            used = _device_memory(runtime)
-            if used is not None:
-                entry["device_memory"] = used
-                entry["device_memory_delta"] = used - device_base if device_base is not None else None
-            if isinstance(runtime, IsolatedRuntime):  # the runtime's memory is its child's
-                rss_before, reset = runtime.rss_at_start, True
-                entry["peak_rss"] = runtime.peak_rss()
-    except RuntimeCrashed as exc:
-        entry["error"] = entry["crashed"] = exc.message
+        runtime = stack.enter_context(opened(clock, subject.runtime, subject.artifact, **subject.options))
     except InferccError as exc:
-        entry["error"] = exc.message
-    peak = entry.setdefault("peak_rss", peak_rss())
-    entry["peak_rss_delta"] = (peak - rss_before) if (peak and rss_before and reset) else None
-    return entry
+        _record_error(entry, exc)
+        return None
+    entry["load_s"] = round(time.perf_counter() - started, 4)
+    entry["_device_base"] = _device_memory(runtime)
+    if isinstance(runtime, IsolatedRuntime):  # the runtime's memory is its child's
+        rss_before = runtime.rss_at_start
+    return Live(subject, entry, runtime, rss_before)
+
+
+def _record_error(entry: dict[str, Any], exc: InferccError) -> None:
+    entry["error"] = exc.message
+    if isinstance(exc, RuntimeCrashed):
+        entry["crashed"] = exc.message
+
+
+def _time_batch(
+    live: list[Live], batch: int, feeds: dict[str, np.ndarray], cfg: BenchConfig, clock: Clock
+) -> list[Live]:
+    """Warm up every subject, then `repeats` rounds over all of them; returns the subjects still running."""
+    timing = []
+    for item in live:
+        item.repeats, item.rounds = [], []
+        try:
+            item.iters = iterations_for(item.runtime, feeds, cfg, clock)
+            timing.append(item)
+        except InferccError as exc:
+            _batch_error(item, batch, exc)
+    for round_index in range(cfg.repeats):
+        for item in list(timing):
+            sample = CpuSample.start(item.pid)
+            try:
+                times = clock.call(item.runtime.time_infer, feeds, item.iters, 1 if round_index else 0)
+            except InferccError as exc:
+                _batch_error(item, batch, exc)
+                timing.remove(item)
+                continue
+            item.rounds.append(sample.stop())
+            item.repeats.append(times)
+    for item in timing:
+        item.entry["batches"][str(batch)] = _batch_stats(item, batch, feeds, cfg, clock)
+    return [item for item in live if "crashed" not in item.entry]
+
+
+def _batch_error(item: Live, batch: int, exc: InferccError) -> None:
+    if isinstance(exc, RuntimeCrashed):
+        _record_error(item.entry, exc)
+    item.entry["batches"][str(batch)] = {"error": exc.message}
+
+
+def _batch_stats(
+    item: Live, batch: int, feeds: dict[str, np.ndarray], cfg: BenchConfig, clock: Clock
+) -> dict[str, Any]:
+    stats = latency_stats(item.repeats, batch)
+    stats["rounds"] = item.rounds
+    stats["disturbed"] = disturbance(item.rounds, cfg.max_foreign_load, item.entry["device"])
+    if hasattr(item.runtime, "time_h2d"):
+        h2d = clock.call(item.runtime.time_h2d, feeds, min(20, cfg.iterations))
+        stats["h2d_ms"] = float(np.median(h2d) * 1e3)
+    return stats
+
+
+def _finish_entry(item: Live) -> None:
+    entry, runtime = item.entry, item.runtime
+    device_base = entry.pop("_device_base", None)
+    entry["timing"] = getattr(runtime, "timing", "wall-clock")
+    if getattr(runtime, "run_settings", None):  # threads, hints, precision the runtime compiled with
+        entry["runtime_settings"] = dict(runtime.run_settings)
+    entry["notes"] += list(dict.fromkeys(getattr(runtime, "notes", [])))
+    used = _device_memory(runtime)
+    if used is not None:
+        entry["device_memory"] = used
+        entry["device_memory_delta"] = used - device_base if device_base is not None else None
+    peak = runtime.peak_rss() if isinstance(runtime, IsolatedRuntime) else peak_rss()
+    entry["peak_rss"] = peak
+    entry["peak_rss_delta"] = (peak - item.rss_before) if (peak and item.rss_before) else None
 
 
 def _device_memory(runtime: Any) -> int | None:
@@ -208,7 +303,8 @@ def _device_memory(runtime: Any) -> int | None:
 
 
 def compare_with_baseline(entries: list[dict[str, Any]]) -> None:
-    """Add `speedup` (baseline p50 / p50) against PyTorch eager on the same device and batch."""
+    """Add `speedup` (baseline p50 / p50) against PyTorch eager on the same device and batch, unless either
+    measurement was disturbed: then `speedup` stays out and `disturbed` says why (no ratio from a busy machine)."""
     base = {
         (e["device"], b): s
         for e in entries
@@ -219,9 +315,24 @@ def compare_with_baseline(entries: list[dict[str, Any]]) -> None:
     for e in entries:
         for b, stats in e["batches"].items():
             ref = base.get((e["device"], b))
-            if ref and "p50_ms" in stats:
+            if not ref or "p50_ms" not in stats:
+                continue
+            stats["baseline_p50_ms"] = ref["p50_ms"]
+            why = stats.get("disturbed") or (f"baseline {ref['disturbed']}" if ref.get("disturbed") else None)
+            if why:
+                stats["disturbed"] = why
+            else:
                 stats["speedup"] = ref["p50_ms"] / stats["p50_ms"]
-                stats["baseline_p50_ms"] = ref["p50_ms"]
+
+
+def disturbed_batches(entries: list[dict[str, Any]]) -> list[str]:
+    """'pytorch on pytorch-cpu batch 1: round 2: other processes used 71% ...' for every disturbed measurement."""
+    return [
+        f"{e['artifact']} on {e['runtime']} batch {b}: {s['disturbed']}"
+        for e in entries
+        for b, s in e["batches"].items()
+        if s.get("disturbed")
+    ]
 
 
 def noise_warnings(entries: list[dict[str, Any]], max_spread: float) -> list[str]:
@@ -262,7 +373,7 @@ def batch_sizes(cfg: BenchConfig, ranges: dict[str, Any], names: list[str]) -> l
 
 class BenchStage:
     name = "bench"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     description = "Benchmark artifacts against PyTorch eager"
 
     def __init__(self, artifact_names: tuple[str, ...], run_configs: tuple[str, ...] = ()) -> None:
@@ -289,22 +400,26 @@ class BenchStage:
         sizes = batch_sizes(cfg, ctx.shape_ranges, ctx.input_names)
         feeds_by_batch = {b: batch_feed(feed, b) for b in sizes}
         subjects, skipped = self._subjects(ctx, inputs)
-        entries = []
         flops: float | None = None
-        for i, subject in enumerate(subjects):
-
-            def progress(detail: str, i: int = i) -> None:
-                ctx.progress(self.name, i, len(subjects), detail)
-
+        for subject in subjects:
             if subject.name == "pytorch":
                 subject.artifact = clock.call(ctx.torch_module)
                 if flops is None:
                     flops = clock.call(model_flops, subject.artifact, feed, ctx.input_names)
-            entries.append(bench_subject(subject, feeds_by_batch, cfg, clock, progress))
+        load_before = load_average()
+        entries = bench_subjects(
+            subjects, feeds_by_batch, cfg, clock, lambda detail: ctx.progress(self.name, 0, None, detail)
+        )
+        load = {"before": load_before, "after": load_average(), "cpus": os.cpu_count()}
         compare_with_baseline(entries)
         warnings = noise_warnings(entries, cfg.max_spread)
         errors = [f"{e['artifact']} on {e['runtime']}: {e['error']}" for e in entries if e["error"]]
         overhead = clock.summary()
+        disturbed = disturbed_batches(entries)
+        if disturbed:
+            warnings.append(
+                f"the machine was busy during the bench ({disturbed[0]}); ratios are reported as 'disturbed'"
+            )
         notes = [f"skipped runtime {s['runtime']}: {s['reason']}" for s in skipped] + warnings + errors
         return StageOutput(
             metrics={
@@ -319,6 +434,8 @@ class BenchStage:
                 "overhead": overhead,
                 "flops_per_item": flops,
                 "timed_shapes": timed_shapes(feeds_by_batch),
+                "load_average": load,
+                "disturbed": disturbed,
                 "brief": _brief(entries, sizes, timed_shapes(feeds_by_batch)),
             },
             notes=notes,
@@ -417,6 +534,7 @@ def _brief(entries: list[dict[str, Any]], sizes: list[int], shapes: dict[str, di
         s = e["batches"].get(batch, {})
         if "p50_ms" in s:
             ratio = f" ({s['speedup']:.2f}x)" if "speedup" in s and e["artifact"] != "pytorch" else ""
+            ratio = " (disturbed)" if s.get("disturbed") and e["artifact"] != "pytorch" else ratio
             parts.append(
                 f"{e['artifact']}@{e['runtime'].replace('onnxruntime', 'ort')} {s['p50_ms']:.3g} ms{ratio}"
             )

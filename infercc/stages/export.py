@@ -25,9 +25,9 @@ from infercc.dimnames import name_dynamic_dims, wanted_names
 from infercc.errors import InferccError, StageError, UsageError, VerificationFailed
 from infercc.fsutil import atomic_bundle, atomic_path
 from infercc.lazy import require
-from infercc.metrics import compare
+from infercc.metrics import compare, non_finite_outputs
 from infercc.models.boundary import user_code
-from infercc.models.io import flatten_outputs
+from infercc.models.io import changed_inputs, flatten_outputs, input_copies, mutation_note
 from infercc.onnxutil import check_onnx, externalize_if_large, io_dims, load_onnx, op_counts
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import NewArtifact, RunContext, StageOutput
@@ -67,7 +67,9 @@ def describe_point(point: ShapePoint) -> str:
 
 class ExportStage:
     name = "export"
-    version: ClassVar[str] = "2"  # 2: dynamic dimensions named <input>_dim<axis> or by --dim-name
+    version: ClassVar[str] = (
+        "3"  # 2: dynamic dimensions named <input>_dim<axis> or by --dim-name; 3: PyTorch on input copies, NaN reference is exit 4
+    )
     portable: ClassVar[bool] = (
         True  # its outputs do not depend on this machine: --cache shares them across hosts
     )
@@ -97,12 +99,12 @@ class ExportStage:
             p.label: synthetic_feed(ctx.input_names, p.shapes, ctx.config.inputs, seed=ctx.config.verify.seed)
             for p in points
         }
-        references = {p.label: _torch_outputs(module, ctx, feeds[p.label], p) for p in points}
+        notes: list[str] = []
+        references = {p.label: _torch_outputs(module, ctx, feeds[p.label], p, notes) for p in points}
         output_names = list(references[points[0].label])
 
         exporters = _exporter_order(ctx.config.export.exporter)
         attempts: list[str] = []
-        notes: list[str] = []
         tolerance = Tolerance(atol=ctx.config.export.atol, rtol=ctx.config.export.rtol)
         for i, exporter in enumerate(exporters):
             ctx.progress(self.name, i, len(exporters), f"{exporter.value} exporter")
@@ -110,8 +112,9 @@ class ExportStage:
             started = time.perf_counter()
             try:
                 with atomic_bundle(final) as tmp, user_code("The model's forward", "being exported"):
-                    _run_exporter(torch, module, ctx, exporter, output_names, tmp)
+                    warned = _run_exporter(torch, module, ctx, exporter, output_names, tmp)
                     externalize_if_large(tmp, _external_threshold(ctx))
+                    _judge_trace(ctx, exporter, warned, tmp, attempts, notes)
                     _infer_shapes(tmp)
                     name_dynamic_dims(tmp, _dim_names(ctx))
                     parity = _parity(ctx, tmp, points, feeds, references, tolerance)
@@ -141,6 +144,8 @@ class ExportStage:
                 "io": io_dims(model),
                 "parity": parity.per_point,
                 "shapes_checked": {p.label: describe_point(p) for p in points},
+                "trace_warnings": warned,
+                "graph_breaks": [a for a in attempts if a.startswith("dynamo")],
             }
             return StageOutput(
                 artifacts=[
@@ -151,6 +156,26 @@ class ExportStage:
                 notes=notes,
             )
         raise _export_failure(attempts, ctx)
+
+
+def _judge_trace(
+    ctx: RunContext, exporter: Exporter, warned: list[str], tmp: Path, attempts: list[str], notes: list[str]
+) -> None:
+    """A trace that turned tensors into Python values froze what they decided: exit 1 naming the source lines,
+    unless export.accept_trace_warnings (then noted, and verify tries negative and large inputs too)."""
+    if not warned:
+        return
+    why = f" (the dynamo exporter failed first: {attempts[-1]})" if attempts else ""
+    if ctx.config.export.accept_trace_warnings:
+        notes += [f"accepted trace warning: {w}" for w in warned]
+        return
+    shutil.copyfile(tmp, ctx.path(REJECTED_FILE))
+    raise VerificationFailed(
+        f"The {exporter.value} export traced tensors into Python values, so the graph holds only what the traced "
+        f"inputs decided{why}:\n  " + "\n  ".join(warned[:10]),
+        hint="Write the branch with tensor ops (torch.where, masks) instead of if/.item()/int(), or accept it with "
+        "--set export.accept_trace_warnings=true (kept for inspection: model.rejected.onnx).",
+    )
 
 
 def _dim_names(ctx: RunContext) -> dict[str, dict[int, str]]:
@@ -176,13 +201,16 @@ class _ExporterFailed(Exception):
 
 def _run_exporter(
     torch: Any, module: Any, ctx: RunContext, exporter: Exporter, output_names: list[str], path: Path
-) -> None:
+) -> list[str]:
     try:
-        _export(torch, module, ctx, exporter, _trace_feed(ctx), output_names, path)
+        warned = _export(torch, module, ctx, exporter, _trace_feed(ctx), output_names, path)
         check_onnx(path)
+        return warned
     except InferccError as exc:
         raise _ExporterFailed(exc.message) from exc
     except Exception as exc:
+        if "KeyboardInterrupt" in _first_line(exc):  # Ctrl-C inside the tracer comes back wrapped
+            raise KeyboardInterrupt from exc
         raise _ExporterFailed(_first_line(exc)) from exc
 
 
@@ -269,9 +297,12 @@ def _export_failure(attempts: list[str], ctx: RunContext) -> InferccError:
     )
 
 
-def _torch_outputs(module: Any, ctx: RunContext, feed: Feeds, point: ShapePoint) -> dict[str, np.ndarray]:
+def _torch_outputs(
+    module: Any, ctx: RunContext, feed: Feeds, point: ShapePoint, notes: list[str]
+) -> dict[str, np.ndarray]:
+    """PyTorch's outputs on copies of the feed (a mutating forward is noted); NaN/Inf in them is exit 4."""
     torch = require("torch")
-    args = [torch.from_numpy(np.ascontiguousarray(feed[n])) for n in ctx.input_names]
+    args = input_copies(torch, feed, ctx.input_names)
     try:
         with torch.inference_mode(), user_code("The model's forward", f"running on the {point.label} shapes"):
             result = module(*args)
@@ -289,8 +320,26 @@ def _torch_outputs(module: Any, ctx: RunContext, feed: Feeds, point: ShapePoint)
                 else "."
             ),
         ) from exc
+    changed = changed_inputs(args, feed, ctx.input_names)
+    if changed and mutation_note(changed) not in notes:
+        notes.append(mutation_note(changed))
     tensors = flatten_outputs(result, ctx.config.model.output_names)
-    return {n: t.detach().cpu().numpy() for n, t in tensors.items()}
+    outputs = {n: t.detach().cpu().numpy() for n, t in tensors.items()}
+    require_finite_reference(outputs, f"the {point.label} shapes ({describe_point(point)})")
+    return outputs
+
+
+def require_finite_reference(outputs: dict[str, np.ndarray], where: str, what: str = "PyTorch model") -> None:
+    """The reference must be finite: NaN/Inf in it leaves nothing to verify against (exit 4)."""
+    bad = non_finite_outputs(outputs)
+    if bad:
+        has_nan = any(np.issubdtype(v.dtype, np.floating) and np.isnan(v).any() for v in outputs.values())
+        kind = "NaN" if has_nan else "Inf"
+        raise StageError(
+            f"The {what} itself produces {kind} on {where}: {'; '.join(bad)}.",
+            hint="Nothing can be verified against a non-finite reference. Fix the model or its weights, or "
+            "declare the value ranges it handles (--val-range NAME:[LOW,HIGH]).",
+        )
 
 
 def _trace_feed(ctx: RunContext) -> Feeds:
@@ -348,14 +397,15 @@ def _export(
     feed: Feeds,
     output_names: list[str],
     path: Path,
-) -> None:
+) -> list[str]:
+    """Export to `path`; returns the tracer's warnings (see trace_warnings)."""
     args = tuple(torch.from_numpy(np.ascontiguousarray(feed[n])) for n in ctx.input_names)
     opset = ctx.config.export.opset
     quiet = contextlib.redirect_stdout(io.StringIO())
     for logger in ("torch.onnx", "torch.fx", "torch.export", "torch._export", "torch._dynamo"):
         logging.getLogger(logger).setLevel(logging.ERROR)  # a failed attempt is reported in one line
-    with warnings.catch_warnings(), quiet, contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught, quiet, contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("always")
         if exporter is Exporter.dynamo:
             dynamic_shapes = {
                 name: {axis: torch.export.Dim.DYNAMIC for axis in ctx.shape_ranges[name].dynamic_axes} or None
@@ -396,6 +446,23 @@ def _export(
                 do_constant_folding=True,
             )
     _rename_outputs(path, output_names)
+    return trace_warnings(torch, caught)
+
+
+def trace_warnings(torch: Any, caught: list[Any]) -> list[str]:
+    """'model.py:12: Converting a tensor to a Python boolean ...' for each TracerWarning raised outside torch
+    itself: the trace turned a tensor into a Python value there (a data-dependent if, .item(), int(t)), so the
+    graph holds a constant."""
+    found = []
+    # torch's own modules check shapes this way; their ops export whole
+    own = str(Path(torch.__file__).parent)
+    for w in caught:
+        if issubclass(w.category, torch.jit.TracerWarning) and not str(w.filename).startswith(own):
+            first = str(w.message).strip().split(". ")[0]
+            line = f"{w.filename}:{w.lineno}: {first}"
+            if line not in found:
+                found.append(line)
+    return found
 
 
 def _external_threshold(ctx: RunContext) -> int:
@@ -455,7 +522,7 @@ def _parity(
     references: dict[str, dict[str, np.ndarray]],
     tolerance: Tolerance,
 ) -> ParityResult:
-    from infercc.runtimes.onnxrt import OrtCPU
+    from infercc.runtimes.isolation import IsolatedRuntime
 
     result = ParityResult(ok=True)
     graph_dims = io_dims(load_onnx(path, with_data=False))
@@ -467,7 +534,7 @@ def _parity(
                     f"input {name} dimension {axis} was exported as fixed {dims[axis]} although it ranges "
                     f"{ctx.shape_ranges[name].min[axis]}..{ctx.shape_ranges[name].max[axis]}"
                 )
-    with OrtCPU(path) as runtime:
+    with IsolatedRuntime("onnxruntime-cpu", path) as runtime:  # a crash fails the export, not infercc
         for point in points:
             try:
                 outputs = runtime.infer(feeds[point.label])
@@ -572,7 +639,7 @@ class ImportOnnxStage:
         return ("onnx", "onnxruntime")
 
     def run(self, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> StageOutput:
-        from infercc.runtimes.onnxrt import OrtCPU
+        from infercc.runtimes.isolation import IsolatedRuntime
 
         source = Path(ctx.source.spec)
         model = load_onnx(source, with_data=True)
@@ -586,7 +653,8 @@ class ImportOnnxStage:
             for p in points
         }
         references = {}
-        with OrtCPU(source) as runtime:  # errors then name the user's file, not our copy
+        # in a child process (a crash is exit 4); errors then name the user's file, not our copy
+        with IsolatedRuntime("onnxruntime-cpu", source) as runtime:
             for point in points:
                 references[point.label] = runtime.infer(feeds[point.label])
         _save_reference(ctx.path(REFERENCE_FILE), feeds, references)

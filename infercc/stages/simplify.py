@@ -100,14 +100,14 @@ def _simplify(model: Any, tool: Simplifier) -> Any:
 
 def parity(ctx: RunContext, inputs: dict[str, ArtifactRecord], path: Path) -> dict[str, Any]:
     """A rewritten graph (simplified, fused) must still match the reference at every checked shape."""
-    from infercc.runtimes.onnxrt import OrtCPU
+    from infercc.runtimes.isolation import IsolatedRuntime
     from infercc.stages.export import load_reference
 
     tolerance = Tolerance(atol=ctx.config.export.atol, rtol=ctx.config.export.rtol)
     reference = load_reference(ctx.path(inputs["reference"].path))
     report: dict[str, Any] = {}
     problems = []
-    with OrtCPU(path) as runtime:
+    with IsolatedRuntime("onnxruntime-cpu", path) as runtime:  # a crash fails the stage
         for label, (feeds, expected) in reference.items():
             outputs = runtime.infer(feeds)
             report[label] = {}

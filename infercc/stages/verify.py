@@ -18,9 +18,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from infercc.config import Precision, Reference, Tolerance, _default_tolerances
+from infercc.budget import budget_for, miss_message
+from infercc.config import OutputKind, Precision, Reference, Tolerance, _default_tolerances
 from infercc.errors import InferccError
-from infercc.metrics import compare, split_tolerance, stack_rows
+from infercc.metrics import compare, non_finite_outputs, output_kind, split_tolerance, stack_rows
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import RunContext, StageOutput
 from infercc.runtimes.base import candidate_runtimes, runs_artifact, usable_runtimes
@@ -57,6 +58,7 @@ class InputSet:
     feeds: dict[str, np.ndarray]
     expected: dict[str, np.ndarray] | None = None
     real: bool = False  # real data (evaluation split or --inputs files), not seeded random values
+    wide: bool = False  # values outside the seeded range (range_sets): not for calibrated INT8
 
 
 @dataclass
@@ -109,7 +111,7 @@ def opened(clock: Clock, name: str, artifact: Any, **options: Any) -> Iterator[A
 
 class VerifyStage:
     name = "verify"
-    version: ClassVar[str] = "7"
+    version: ClassVar[str] = "9"
     description = "Verify artifacts against the reference"
 
     def __init__(self, artifact_names: tuple[str, ...]) -> None:
@@ -124,6 +126,7 @@ class VerifyStage:
             "evaluation": cfg.evaluation.model_dump(mode="json") if cfg.evaluation else None,
             "calibration": cfg.calibration.model_dump(mode="json") if cfg.calibration else None,
             "threads": cfg.bench.threads,
+            "output_kinds": cfg.model.output_kinds,
         }
 
     def tools(self) -> tuple[str, ...]:
@@ -142,7 +145,11 @@ class VerifyStage:
         clock = Clock()
         cfg = ctx.config.verify
         source, sets = clock.load(input_sets, ctx, inputs, clock)
-        reference_name = _attach_reference(ctx, inputs, sets, clock)
+        reference_notes: list[str] = []
+        reference_name = _attach_reference(ctx, inputs, sets, clock, reference_notes)
+        sets = [
+            s for s in sets if s.expected is not None
+        ]  # wide sets the reference cannot answer are left out
         results: list[dict[str, Any]] = []
         handled: set[str] = set()
         usable, skipped = usable_runtimes(cfg.runtimes, "verify.runtimes")
@@ -164,6 +171,7 @@ class VerifyStage:
         failures = [f for r in results for f in r["failures"]]
         notes = [f"skipped runtime {s['runtime']}: {s['reason']}" for s in skipped]
         notes += [f"not verified: {u['artifact']} ({u['reason']})" for u in unverified]
+        notes += reference_notes
         return StageOutput(
             metrics={
                 "passed": not failures,
@@ -178,12 +186,22 @@ class VerifyStage:
                 "unverified": unverified,
                 "failures": failures,
                 "crashes": [r["crashed"] for r in results if r.get("crashed")],
+                "budget_misses": _budget_misses(results),
                 "checks": [c for r in results for c in r["checks"]],
                 "overhead": clock.summary(),
                 "brief": _brief(results, skipped, failures),
             },
             notes=notes,
         )
+
+
+def _budget_misses(results: list[dict[str, Any]]) -> list[str]:
+    """Budget misses of pairs that otherwise passed, unless accepted (quantize.accept_budget_miss)."""
+    return [
+        r["budget"]["message"]
+        for r in results
+        if r["passed"] and r.get("budget") and not r["budget"]["met"] and not r["budget"]["accepted"]
+    ]
 
 
 def _brief(results: list[dict[str, Any]], skipped: list[dict[str, str]], failures: list[str]) -> str:
@@ -198,8 +216,8 @@ def _brief(results: list[dict[str, Any]], skipped: list[dict[str, str]], failure
 def sets_for(art: ArtifactRecord, sets: list[InputSet]) -> list[InputSet]:
     """INT8 artifacts are calibrated for real data: judge them on real data when there is some."""
     real = [s for s in sets if s.real]
-    if artifact_precision(art) is Precision.int8 and real:
-        return real
+    if artifact_precision(art) is Precision.int8:
+        return real or [s for s in sets if not s.wide]
     return sets
 
 
@@ -223,6 +241,7 @@ def input_sets(
         sets.append(
             InputSet(f"opt#{i}", synthetic_feed(ctx.input_names, opt, ctx.config.inputs, seed=cfg.seed + i))
         )
+    sets += range_sets(ctx, synthetic_feed(ctx.input_names, opt, ctx.config.inputs, seed=cfg.seed + 999))
     real = _evaluation_sets(ctx)
     if real:
         return (
@@ -230,6 +249,40 @@ def input_sets(
             sets + real[1],
         )
     return f"seeded random (seed {cfg.seed}) within the declared ranges", sets
+
+
+def range_sets(ctx: RunContext, base: dict[str, np.ndarray]) -> list[InputSet]:
+    """Inputs beyond the seeded [low, high) values, at the opt shape: for float inputs without a declared value
+    range, negative (standard normal) and large-magnitude (uniform +-1000) values, which expose a branch frozen
+    by tracing; for inputs with a declared range, both ends of it (ints: low and high - 1)."""
+    rng = np.random.default_rng(ctx.config.verify.seed + 7)
+    specs = ctx.config.inputs
+    open_ = [
+        n for n in ctx.input_names if specs[n].dtype.value.startswith("float") and not _declared(specs[n])
+    ]
+    declared = [n for n in ctx.input_names if _declared(specs[n])]
+    sets = []
+    if open_:
+        for label, draw in (
+            ("negative", rng.standard_normal),
+            ("large", lambda shape: rng.uniform(-1e3, 1e3, shape)),
+        ):
+            feeds = {**base, **{n: draw(base[n].shape).astype(base[n].dtype) for n in open_}}
+            sets.append(InputSet(label, feeds, wide=True))
+    for end in ("low", "high"):
+        if declared:
+            feeds = dict(base)
+            for n in declared:
+                value = getattr(specs[n], end)
+                if specs[n].dtype.value.startswith("int"):
+                    value = int(np.floor(value)) if end == "low" else int(np.ceil(value)) - 1
+                feeds[n] = np.full_like(base[n], value)
+            sets.append(InputSet(f"range-{end}", feeds, wide=True))
+    return sets
+
+
+def _declared(spec: Any) -> bool:
+    return bool({"low", "high"} & spec.model_fields_set)
 
 
 def _evaluation_sets(ctx: RunContext) -> tuple[str, list[InputSet]] | None:
@@ -271,9 +324,12 @@ def _dataset_sets(ctx: RunContext, kind: str | None, folder: Any) -> list[InputS
 
 
 def _attach_reference(
-    ctx: RunContext, inputs: dict[str, ArtifactRecord], sets: list[InputSet], clock: Clock
+    ctx: RunContext, inputs: dict[str, ArtifactRecord], sets: list[InputSet], clock: Clock, notes: list[str]
 ) -> str:
-    """Fill in the expected outputs of every set (all of them with reference=onnx); returns what the reference is."""
+    """Fill in the expected outputs of every set (all of them with reference=onnx); returns what the reference
+    is. A non-finite reference is exit 4; what PyTorch noted (a forward that mutates its inputs) goes to notes."""
+    from infercc.stages.export import require_finite_reference
+
     onnx_ref = ctx.config.verify.reference is Reference.onnx or ctx.source.is_onnx
     if onnx_ref and "onnx" in inputs:
         with opened(
@@ -282,6 +338,15 @@ def _attach_reference(
             for s in sets:
                 if s.expected is None or ctx.config.verify.reference is Reference.onnx:
                     s.expected = clock.call(rt.infer, s.feeds)
+                    if s.wide and non_finite_outputs(s.expected):
+                        notes.append(
+                            f"input set {s.label} left out: the reference itself gives NaN/Inf there"
+                        )
+                        s.expected = None
+                        continue
+                    require_finite_reference(
+                        s.expected, f"the verify input set {s.label}", "FP32 ONNX reference"
+                    )
         return (
             "onnx (FP32, ONNX Runtime CPU)"
             if ctx.config.verify.reference is Reference.onnx
@@ -301,6 +366,15 @@ def _attach_reference(
         ) as rt:
             for s in missing:
                 s.expected = clock.call(rt.infer, s.feeds)
+                if s.wide and non_finite_outputs(s.expected):
+                    notes.append(
+                        f"input set {s.label} left out: the PyTorch model itself gives NaN/Inf there "
+                        f"({'; '.join(non_finite_outputs(s.expected))}); declare the value range it handles"
+                    )
+                    s.expected = None
+                    continue
+                require_finite_reference(s.expected, f"the verify input set {s.label}")
+            notes += rt.notes
     return "pytorch (eager FP32, CPU)"
 
 
@@ -332,6 +406,7 @@ def verify_one(
     }
     started = time.perf_counter()
     collected: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+    kinds: dict[str, OutputKind] = {}  # judged once per output, on the first input set
     try:
         with opened(clock, runtime_name, path, threads=config.bench.threads, **runtime_options) as runtime:
             if getattr(runtime, "run_settings", None):
@@ -356,7 +431,8 @@ def verify_one(
                         )
                         continue
                     got = np.asarray(outputs[out_name])
-                    metrics = compare(got, ref, per_sample)
+                    kind = kinds.setdefault(out_name, output_kind(out_name, ref, config.model.output_kinds))
+                    metrics = compare(got, ref, per_sample, kind)
                     point[out_name] = metrics.to_dict()
                     for check in metrics.checks:
                         _fail(
@@ -385,8 +461,9 @@ def verify_one(
     for out_name, (acts, refs) in collected.items():
         tol = tolerance_for(config, art, out_name, runtime_name)
         _, whole = split_tolerance(tol)
-        metrics = compare(stack_rows(acts), stack_rows(refs), whole)
+        metrics = compare(stack_rows(acts), stack_rows(refs), whole, kinds[out_name])
         summary = {k: v for k, v in metrics.to_dict().items() if k in SUMMARY_KEYS}
+        summary["kind"] = kinds[out_name].value
         summary["samples"] = len(acts)
         summary["passed"] = metrics.passed and not any(c["output"] == out_name for c in entry["checks"])
         entry["outputs"][out_name] = summary
@@ -404,8 +481,38 @@ def verify_one(
                 check.message,
             )
     entry["passed"] = not entry["failures"]
+    entry["budget"] = judge_budget(config, art, runtime_name, entry)
     entry["seconds"] = round(time.perf_counter() - started, 4)
     return entry
+
+
+def judge_budget(
+    config: Any, art: ArtifactRecord, runtime: str, entry: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The artifact's accuracy budget (infercc.budget) judged on this pair's figures: the worst top-1 agreement
+    and cosine over its outputs, on the same input sets as its tolerances (real data for INT8)."""
+    budget = budget_for(config, artifact_precision(art))
+    if budget.empty or not entry["outputs"]:
+        return None
+    if art.target == "tensorrt" and not runtime.startswith("tensorrt"):
+        return None  # the TensorRT Q/DQ form on another runtime only approximates TensorRT's numerics
+    outputs = entry["outputs"].values()
+    top1s = [o["top1"] for o in outputs if o.get("top1") is not None]
+    cosines = [o.get("cosine") for o in outputs]
+    finite = all(isinstance(c, float | int) for c in cosines)
+    non_finite = sum((o.get("nan") or 0) + (o.get("inf") or 0) for o in outputs)
+    top1 = min(top1s) if top1s else None
+    cosine = min(cosines) if finite and cosines else None
+    misses = budget.misses(top1, cosine, non_finite)
+    return {
+        **budget.to_dict(),
+        "top1_measured": top1,
+        "cosine_measured": cosine,
+        "met": not misses,
+        "misses": misses,
+        "message": miss_message(art.name, misses, runtime) if misses else None,
+        "accepted": bool(misses) and budget.accept_miss,
+    }
 
 
 def _run_check(art: ArtifactRecord, runtime: str, metric: str, message: str) -> dict[str, Any]:
