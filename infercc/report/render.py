@@ -681,7 +681,11 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"\nSkipped `{s['runtime']}`: {s['reason']}")
         if verify["failures"]:
             lines += ["", "**Failures:**", ""] + [f"- {f}" for f in verify["failures"][:30]]
-        lines.append("")
+        lines += [
+            "",
+            "_" + "; ".join(f"{k}: {METRIC_HELP[k]}" for k in ("max abs", "cosine", "SNR dB", "top-1")) + "_",
+            "",
+        ]
     bench = report.get("bench")
     if bench:
         lines += [
@@ -696,6 +700,12 @@ def render_markdown(report: dict[str, Any]) -> str:
                         f"{_f(s['p99_ms'])} | {_f(s.get('throughput'), 4)} | {_f(s.get('speedup'))} | {s['spread']:.1%} |"
                     )
         lines += [f"- ⚠ {w}" for w in (bench.get("warnings") or [])]
+        shapes = "; ".join(
+            f"batch {b}: " + ", ".join(f"{n} {d}" for n, d in dims.items())
+            for b, dims in (bench.get("timed_shapes") or {}).items()
+        )
+        if shapes:
+            lines += ["", f"_Shapes timed: {shapes}. × eager: {METRIC_HELP['× eager']}._"]
         lines.append("")
     env = report["environment"]
     lines.append(
