@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0+cpu
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: setup test test-fast lint format demo clean docs
+.PHONY: setup browser test test-fast lint format demo clean docs
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,14 @@ setup:
 		|| $(BIN)/python -m pip install -q "$(TORCH)" --extra-index-url "$(TORCH_INDEX)"
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,rtx,examples,cluster,openvino]"
 	$(BIN)/infercc --version
+	-@$(MAKE) --no-print-directory browser
+
+# Headless Chromium for the report screenshot test (it skips without one). Best effort: root and apt-get only.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& { apt-get install -y -q chromium >/dev/null 2>&1 \
+		|| { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } \
+		|| echo "note: headless Chromium not installed here; tests/test_report_html.py will be skipped"
 
 test:
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q

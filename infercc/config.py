@@ -499,7 +499,9 @@ class VerifyConfig(Strict):
     )
     outputs: dict[str, Tolerance] = Field(default_factory=dict, description="Per-output tolerance overrides.")
     inputs: Path | None = Field(
-        None, description="Folder of .npy/.npz input files to verify on instead of random data."
+        None,
+        description="Folder of .npy/.npz input files, or a Polygraphy inputs JSON file (--load-inputs), to "
+        "verify on instead of random data.",
     )
     runtimes: list[str] = Field(
         default_factory=list,

@@ -94,6 +94,9 @@ def _pipeline_command(goal_name: str) -> Any:
         int8_route: opt.Int8RouteOpt = None,
         reference: opt.ReferenceOpt = None,
         inputs: opt.InputsOpt = None,
+        load_inputs: opt.LoadInputsOpt = None,
+        save_inputs: opt.SaveInputsOpt = None,
+        save_outputs: opt.SaveOutputsOpt = None,
         seed: opt.SeedOpt = None,
         iterations: opt.IterationsOpt = None,
         warmup: opt.WarmupOpt = None,
@@ -138,7 +141,7 @@ def _pipeline_command(goal_name: str) -> Any:
                 "build.optimization_level": builder_optimization_level,
                 "build.int8_route": int8_route,
                 "verify.reference": reference,
-                "verify.inputs": str(inputs) if inputs else None,
+                "verify.inputs": _verify_inputs(inputs, load_inputs),
                 "verify.seed": seed,
                 "bench.iterations": iterations,
                 "bench.warmup": warmup,
@@ -166,7 +169,7 @@ def _pipeline_command(goal_name: str) -> Any:
                 events,
                 force=force,
                 explicit_targets=target is not None,
-                after=lambda ctx, result: _write_reports(ctx, result.manifest, console),  # under the lock
+                after=lambda ctx, result: _after_run(ctx, result, console, save_inputs, save_outputs),
                 cache=store,
                 out_force=out_force,
             )
@@ -174,6 +177,40 @@ def _pipeline_command(goal_name: str) -> Any:
 
     command.__name__ = goal_name
     return command
+
+
+def _verify_inputs(folder: Path | None, polygraphy_file: Path | None) -> str | None:
+    if folder is not None and polygraphy_file is not None:
+        raise UsageError("--inputs and --load-inputs both give verify inputs.", hint="Pass one of them.")
+    if polygraphy_file is not None and polygraphy_file.suffix.lower() != ".json":
+        raise UsageError(f"--load-inputs {polygraphy_file}: expected a Polygraphy .json inputs file.")
+    chosen = folder or polygraphy_file
+    return str(chosen) if chosen else None
+
+
+def _after_run(
+    ctx: Any, result: Any, console: Any, inputs_file: Path | None, outputs_file: Path | None
+) -> None:
+    """Under the output folder's lock: the reports, then the Polygraphy files asked for."""
+    _write_reports(ctx, result.manifest, console)
+    if inputs_file is None and outputs_file is None:
+        return
+    from infercc.data.polygraphy import save_inputs, save_outputs
+    from infercc.stages.export import load_reference
+
+    record = result.manifest.artifacts().get("reference")
+    if record is None:
+        raise UsageError("--save-inputs/--save-outputs: this run produced no reference (reference.npz).")
+    sets = load_reference(ctx.path(record.path))
+    if inputs_file is not None:
+        save_inputs(inputs_file, [feeds for feeds, _ in sets.values()])
+    if outputs_file is not None:
+        save_outputs(outputs_file, [outputs for _, outputs in sets.values()], runner_name="pytorch")
+    written = " and ".join(str(p) for p in (inputs_file, outputs_file) if p is not None)
+    console.print(
+        f"wrote {escape(written)} ({len(sets)} feeds: {', '.join(sets)}) in Polygraphy's JSON formats",
+        soft_wrap=True,
+    )
 
 
 def _csv(value: str | None) -> list[str] | None:

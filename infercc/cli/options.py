@@ -177,6 +177,32 @@ QuietOpt = Annotated[
 ]
 
 VERIFY = "Verify"
+POLYGRAPHY = "Polygraphy interop"
+
+SaveInputsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--save-inputs",
+        help="Write the reference inputs (min/opt/max feeds) in Polygraphy's --load-inputs JSON format.",
+        rich_help_panel=POLYGRAPHY,
+    ),
+]
+SaveOutputsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--save-outputs",
+        help="Write PyTorch's outputs for those inputs as Polygraphy RunResults JSON (--load-outputs).",
+        rich_help_panel=POLYGRAPHY,
+    ),
+]
+LoadInputsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--load-inputs",
+        help="Verify on the feeds of a Polygraphy inputs JSON file (polygraphy run --save-inputs).",
+        rich_help_panel=POLYGRAPHY,
+    ),
+]
 BENCH = "Bench"
 
 SetOpt = Annotated[

@@ -6,7 +6,91 @@ import html
 import math
 from typing import Any
 
-PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f"]
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#bcbd22"]
+BASELINE_COLOUR = "#555555"  # PyTorch eager, drawn dashed
+MARKERS = ["circle", "square", "triangle", "diamond"]  # one per runtime, the same in every plot
+
+# What each figure means, shown as a footnote under its table and on hover over its column header.
+METRIC_HELP = {
+    "max abs": "largest |artifact - reference| over all elements",
+    "max rel": "largest |artifact - reference| / |reference|; huge where the reference is near 0, so an "
+    "element passes when it is within atol OR rtol (Polygraphy's rule)",
+    "mean abs": "mean |artifact - reference|",
+    "cosine": "cosine similarity of the flattened outputs (1 = same direction)",
+    "SNR dB": "10·log10(signal power / error power); higher is closer, 150 means bit-identical",
+    "top-1": "share of rows whose arg-max class agrees with the reference",
+    "NaN/Inf": "count of NaN / infinite values in the artifact's output",
+    "p50 ms": "median latency of one call, milliseconds",
+    "p90 ms": "90th-percentile latency",
+    "p99 ms": "99th-percentile latency",
+    "items/s": "throughput: batch size / p50 latency",
+    "× eager": "PyTorch eager p50 on the same device / this p50 (higher is faster)",
+    "spread": "(max - min) / median of the repeats' medians; over the bench.max_spread setting the ranking is noise",
+    "H2D ms": "host-to-device copy time of the inputs (GPU runtimes)",
+    "RSS added": "peak resident memory during this measurement minus the resident memory before it: the "
+    "runtime's own session, arena and buffers (not the whole process)",
+    "device mem": "GPU memory the runtime added",
+}
+
+
+def colour_map(report: dict[str, Any]) -> dict[str, str]:
+    """artifact name -> colour, fixed by the artifacts' order so every plot and table agrees."""
+    names = [a["name"] for a in report.get("artifacts") or []]
+    for r in (report.get("bench") or {}).get("results") or []:
+        if r["artifact"] not in names and r["artifact"] != "pytorch":
+            names.append(r["artifact"])
+    colours = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
+    colours["pytorch"] = BASELINE_COLOUR
+    return colours
+
+
+def marker_map(report: dict[str, Any]) -> dict[str, str]:
+    runtimes = sorted({r["runtime"] for r in (report.get("bench") or {}).get("results") or []})
+    return {rt: MARKERS[i % len(MARKERS)] for i, rt in enumerate(runtimes)}
+
+
+def _marker(shape: str, x: float, y: float, colour: str, title: str) -> str:
+    tip = f"<title>{_e(title)}</title>"
+    style = f'fill="{colour}" fill-opacity="0.55" stroke="{colour}" stroke-width="1.5"'
+    if shape == "square":
+        return f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" {style}>{tip}</rect>'
+    if shape == "triangle":
+        pts = f"{x:.1f},{y - 5:.1f} {x - 5:.1f},{y + 4:.1f} {x + 5:.1f},{y + 4:.1f}"
+        return f'<polygon points="{pts}" {style}>{tip}</polygon>'
+    if shape == "diamond":
+        pts = f"{x:.1f},{y - 5:.1f} {x - 5:.1f},{y:.1f} {x:.1f},{y + 5:.1f} {x + 5:.1f},{y:.1f}"
+        return f'<polygon points="{pts}" {style}>{tip}</polygon>'
+    return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4.5" {style}>{tip}</circle>'
+
+
+def swatch(colour: str) -> str:
+    return f'<span class=sw style="background:{colour}"></span>'
+
+
+def legend_html(report: dict[str, Any]) -> str:
+    """The one legend for every plot: a colour per artifact, a marker per runtime."""
+    colours, markers = colour_map(report), marker_map(report)
+    items = [
+        f'<span class=lg data-artifact="{_e(name)}">{swatch(c)}{_e("PyTorch eager (dashed)" if name == "pytorch" else name)}</span>'
+        for name, c in colours.items()
+        if name != "pytorch"
+        or any(r["artifact"] == "pytorch" for r in (report.get("bench") or {}).get("results") or [])
+    ]
+    items += [
+        f'<span class=lg data-runtime="{_e(rt)}"><svg width="12" height="12">{_marker(shape, 6, 6, "#333", rt)}</svg>{_e(rt)}</span>'
+        for rt, shape in markers.items()
+    ]
+    return f'<div class=legend role="list">{"".join(items)}</div>'
+
+
+def _help_header(name: str) -> str:
+    text = METRIC_HELP.get(name)
+    return f'<abbr title="{_e(text)}">{_e(name)}</abbr>' if text else _e(name)
+
+
+def footnotes(names: list[str]) -> str:
+    items = "".join(f"<li><b>{_e(n)}</b>: {_e(METRIC_HELP[n])}</li>" for n in names if n in METRIC_HELP)
+    return f"<ul class=notes>{items}</ul>" if items else ""
 
 
 def _f(value: Any, digits: int = 3) -> str:
@@ -70,10 +154,11 @@ def svg_chart(
     logx: bool = False,
     logy: bool = False,
     lines: bool = True,
-    width: int = 560,
+    width: int = 460,
     height: int = 320,
 ) -> str:
-    """A small line/scatter chart. series: [{label, points: [(x, y)], dashed?}]."""
+    """A small line/scatter chart. series: [{label, points: [(x, y)], colour?, marker?, dashed?,
+    point_labels?, sort?}]; the legend is shared by every chart (legend_html)."""
     pts = [(x, y) for s in series for x, y in s["points"] if x is not None and y is not None]
     if not pts:
         return f'<p class="muted">{_e(title)}: no data</p>'
@@ -90,7 +175,7 @@ def svg_chart(
     else:
         pad = (y1 - y0) * 0.1 or max(abs(y1) * 0.1, 1)
         y0, y1 = max(0.0, y0 - pad) if y0 >= 0 else y0 - pad, y1 + pad
-    left, right, top, bottom = 64, 150, 28, 46
+    left, right, top, bottom = 64, 24, 28, 46
     pw, ph = width - left - right, height - top - bottom
 
     def sx(x: float) -> float:
@@ -125,20 +210,43 @@ def svg_chart(
     out.append(
         f'<text transform="translate(14,{top + ph / 2}) rotate(-90)" text-anchor="middle">{_e(ylabel)}</text>'
     )
+    placed: list[tuple[float, float, float, float]] = []
     for i, s in enumerate(series):
-        color = PALETTE[i % len(PALETTE)]
-        p = [(sx(x), sy(y)) for x, y in sorted(s["points"]) if x is not None and y is not None]
+        color = s.get("colour") or PALETTE[i % len(PALETTE)]
+        raw = [(x, y) for x, y in s["points"] if x is not None and y is not None]
+        order = sorted(range(len(raw)), key=lambda k: raw[k]) if s.get("sort", True) else range(len(raw))
+        p = [(sx(raw[k][0]), sy(raw[k][1])) for k in order]
+        tags = [(s.get("point_labels") or [None] * len(raw))[k] for k in order]
         if lines and len(p) > 1:
             dash = ' stroke-dasharray="5,3"' if s.get("dashed") else ""
             path = " ".join(f"{a:.1f},{b:.1f}" for a, b in p)
             out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
-        for a, b in p:
-            out.append(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="4" fill="{color}"/>')
-        ly = top + 12 + i * 16
-        out.append(f'<rect x="{left + pw + 10}" y="{ly - 8}" width="10" height="10" fill="{color}"/>')
-        out.append(f'<text x="{left + pw + 24}" y="{ly + 1}">{_e(s["label"])[:22]}</text>')
+        for (a, b), tag in zip(p, tags, strict=True):
+            out.append(
+                _marker(s.get("marker", "circle"), a, b, color, s["label"] + (f", {tag}" if tag else ""))
+            )
+            if tag:
+                out.append(_label(tag, a, b, placed, (left, top, left + pw, top + ph)))
     out.append("</svg>")
     return "".join(out)
+
+
+def _label(text: str, x: float, y: float, placed: list[tuple[float, float, float, float]], box: tuple) -> str:
+    """A point's label beside it, moved down (then up) until it overlaps no label already placed."""
+    w, h = 6.2 * len(text), 11.0
+    for dy in (0, 12, -12, 24, -24, 36, -36, 48, -48):
+        x0 = x + 7 if x + 7 + w <= box[2] else x - 7 - w
+        y0 = y - 4 + dy - h / 2
+        rect = (x0, y0, x0 + w, y0 + h)
+        inside = box[1] <= rect[1] and rect[3] <= box[3]
+        if inside and not any(_overlap(rect, other) for other in placed):
+            placed.append(rect)
+            return f'<text x="{x0:.1f}" y="{y0 + h - 2:.1f}" font-size="10" fill="#333">{_e(text)}</text>'
+    return ""  # no free spot: the point keeps its hover title and the shared legend
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 # --- HTML ----------------------------------------------------------------------------------------------
@@ -150,12 +258,15 @@ table{border-collapse:collapse;margin:8px 0;font-size:13px}th,td{border:1px soli
 th{background:#f0f0f0}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .ok{color:#18794e;font-weight:bold}.fail{color:#c62828;font-weight:bold}.muted{color:#777}
 .plots{display:flex;flex-wrap:wrap;gap:16px}code{background:#f4f4f4;padding:1px 4px}
+.sw{display:inline-block;width:11px;height:11px;margin-right:5px;vertical-align:-1px;border-radius:2px}
+.legend{display:flex;flex-wrap:wrap;gap:6px 18px;margin:10px 0;font-size:13px}.lg svg{margin-right:5px;vertical-align:-1px}
+abbr{text-decoration:underline dotted;cursor:help}.notes{font-size:12px;color:#555;margin:4px 0 12px}
 """
 
 
 def _table(headers: list[str], rows: list[list[Any]], numeric: set[int] | None = None) -> str:
     numeric = numeric or set()
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    head = "".join(f"<th>{_help_header(h)}</th>" for h in headers)
     body = "".join(
         "<tr>"
         + "".join(f"<td{' class=n' if i in numeric else ''}>{c}</td>" for i, c in enumerate(r))
@@ -165,18 +276,55 @@ def _table(headers: list[str], rows: list[list[Any]], numeric: set[int] | None =
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def latency_series(bench: dict[str, Any], runtime: str) -> list[dict[str, Any]]:
+def latency_series(
+    bench: dict[str, Any], runtime: str, colours: dict[str, str], markers: dict[str, str]
+) -> list[dict[str, Any]]:
     series = []
     device = next((r["device"] for r in bench["results"] if r["runtime"] == runtime), "cpu")
     for r in bench["results"]:
         if r["runtime"] == runtime or (r["artifact"] == "pytorch" and r["device"] == device):
             pts = [(int(b), s["p50_ms"]) for b, s in (r.get("batches") or {}).items() if "p50_ms" in s]
             label = "PyTorch eager" if r["artifact"] == "pytorch" else r["artifact"]
-            series.append({"label": label, "points": pts, "dashed": r["artifact"] == "pytorch"})
+            series.append(
+                {
+                    "label": f"{label} on {r['runtime']}",
+                    "points": pts,
+                    "dashed": r["artifact"] == "pytorch",
+                    "colour": colours.get(r["artifact"]),
+                    "marker": markers.get(r["runtime"], "circle"),
+                }
+            )
     return series
 
 
-def accuracy_speed_series(report: dict[str, Any]) -> list[dict[str, Any]]:
+def throughput_series(
+    bench: dict[str, Any], runtime: str, colours: dict[str, str], markers: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Latency against throughput across the batch sweep: the curve serving teams size by."""
+    series = []
+    for r in bench["results"]:
+        if r["runtime"] != runtime:
+            continue
+        stats = sorted(
+            ((int(b), s) for b, s in (r.get("batches") or {}).items() if "p50_ms" in s), key=lambda t: t[0]
+        )
+        stats = [(b, s) for b, s in stats if s.get("throughput")]
+        series.append(
+            {
+                "label": f"{r['artifact']} on {runtime}",
+                "points": [(s["throughput"], s["p50_ms"]) for _, s in stats],
+                "point_labels": [f"b{b}" for b, _ in stats],
+                "sort": False,
+                "colour": colours.get(r["artifact"]),
+                "marker": markers.get(runtime, "circle"),
+            }
+        )
+    return series
+
+
+def accuracy_speed_series(
+    report: dict[str, Any], colours: dict[str, str], markers: dict[str, str]
+) -> list[dict[str, Any]]:
     from infercc.report import _accuracy
 
     bench, verify = report.get("bench") or {}, report.get("verify")
@@ -191,11 +339,20 @@ def accuracy_speed_series(report: dict[str, Any]) -> list[dict[str, Any]]:
             snr = min(acc["snr_db"], 150.0)
             series.append(
                 {
-                    "label": f"{r['artifact']} · {r['runtime'].replace('onnxruntime', 'ort')}",
+                    "label": f"{r['artifact']} on {r['runtime']}",
                     "points": [(s["p50_ms"], snr)],
+                    "point_labels": [r["artifact"]],
+                    "colour": colours.get(r["artifact"]),
+                    "marker": markers.get(r["runtime"], "circle"),
                 }
             )
     return series
+
+
+def _shapes_text(shapes: Any) -> str:
+    if not isinstance(shapes, dict) or not shapes:
+        return "-"
+    return "; ".join(f"{name} {text}" for name, text in shapes.items()) + " (min .. opt .. max)"
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -210,11 +367,12 @@ def render_html(report: dict[str, Any]) -> str:
     )
     parts.append(
         f"<p class=muted>{_e(report['created'])} · infercc {_e(report['infercc_version'])} · "
-        f"inputs {_e(report['model'].get('shapes'))}</p>"
+        f"inputs {_e(_shapes_text(report['model'].get('shapes')))}</p>"
     )
+    colours = colour_map(report)
     parts.append(_selection_html(report))
-    parts.append(_artifacts_html(report))
-    parts.append(_verify_html(report.get("verify")))
+    parts.append(_artifacts_html(report, colours))
+    parts.append(_verify_html(report.get("verify"), colours))
     parts.append(_bench_html(report))
     parts.append(_floor_html(report.get("compute_floor")))
     parts.append(_env_html(report))
@@ -250,9 +408,21 @@ def _selection_html(report: dict[str, Any]) -> str:
     )
 
 
-def _artifacts_html(report: dict[str, Any]) -> str:
+def _named(name: str, colours: dict[str, str]) -> str:
+    colour = colours.get(name)
+    return (swatch(colour) if colour else "") + _e(name)
+
+
+def _artifacts_html(report: dict[str, Any], colours: dict[str, str]) -> str:
     rows = [
-        [_e(a["name"]), _e(a["path"]), _e(a["kind"]), _e(a.get("precision") or "-"), _size(a["size"])]
+        [
+            _named(a["name"], colours)
+            + (" <span class=muted>(from another config)</span>" if a.get("from_other_config") else ""),
+            _e(a["path"]),
+            _e(a["kind"]),
+            _e(a.get("precision") or "-"),
+            _size(a["size"]),
+        ]
         for a in report["artifacts"]
     ]
     stage_rows = [
@@ -272,7 +442,7 @@ def _artifacts_html(report: dict[str, Any]) -> str:
     )
 
 
-def _verify_html(verify: dict[str, Any] | None) -> str:
+def _verify_html(verify: dict[str, Any] | None, colours: dict[str, str]) -> str:
     if verify is None:
         return "<h2>Accuracy</h2><p class=muted>verify did not run.</p>"
     rows = []
@@ -280,7 +450,7 @@ def _verify_html(verify: dict[str, Any] | None) -> str:
         for out, m in (r.get("outputs") or {}).items():
             rows.append(
                 [
-                    _e(r["artifact"]),
+                    _named(r["artifact"], colours),
                     _e(r["runtime"]),
                     _e(out),
                     "<span class=ok>pass</span>" if m.get("passed") else "<span class=fail>FAIL</span>",
@@ -323,6 +493,7 @@ def _verify_html(verify: dict[str, Any] | None) -> str:
             rows,
             {4, 5, 6, 7, 8, 9},
         )
+        + footnotes(["max abs", "max rel", "mean abs", "cosine", "SNR dB", "top-1", "NaN/Inf"])
         + (f"<p><b>Failures</b></p><ul>{fails}</ul>" if fails else "")
         + (f"<p>Skipped runtimes (not available here):</p><ul>{skipped}</ul>" if skipped else "")
         + f"<p class=muted>verify: {_f(oh.get('total_s'))} s: {_f(oh.get('runtime_s'))} s in the runtimes' own calls, "
@@ -334,6 +505,7 @@ def _bench_html(report: dict[str, Any]) -> str:
     bench = report.get("bench")
     if bench is None:
         return "<h2>Speed</h2><p class=muted>bench did not run.</p>"
+    colours, markers = colour_map(report), marker_map(report)
     rows = []
     for r in bench["results"]:
         for b, s in (r.get("batches") or {}).items():
@@ -341,7 +513,7 @@ def _bench_html(report: dict[str, Any]) -> str:
                 continue
             rows.append(
                 [
-                    _e(r["artifact"]),
+                    _named(r["artifact"], colours),
                     _e(r["runtime"]),
                     b,
                     _f(s["min_ms"]),
@@ -353,32 +525,48 @@ def _bench_html(report: dict[str, Any]) -> str:
                     _ratio(s),
                     f"{s['spread']:.1%}",
                     _f(s.get("h2d_ms")),
-                    _size(r.get("peak_rss")),
+                    _size(r.get("peak_rss_delta")),
                     _size(r.get("device_memory_delta")),
                     _size(r.get("file_size")),
                 ]
             )
     runtimes = sorted({r["runtime"] for r in bench["results"] if r["artifact"] != "pytorch"})
-    plots = [
-        svg_chart(
-            latency_series(bench, rt),
-            "batch size",
-            "p50 latency (ms)",
-            f"Latency vs batch — {rt}",
-            logx=len(bench.get("batch_sizes") or []) > 1,
-            logy=True,
+    sweep = len(bench.get("batch_sizes") or []) > 1
+    plots = []
+    for rt in runtimes:
+        plots.append(
+            svg_chart(
+                latency_series(bench, rt, colours, markers),
+                "batch size",
+                "p50 latency (ms)",
+                f"Latency vs batch — {rt}",
+                logx=sweep,
+                logy=True,
+            )
         )
-        for rt in runtimes
-    ]
+        plots.append(
+            svg_chart(
+                throughput_series(bench, rt, colours, markers),
+                "throughput (items/s)",
+                "p50 latency (ms)",
+                f"Latency vs throughput — {rt}",
+                logx=sweep,
+                logy=True,
+            )
+        )
     plots.append(
         svg_chart(
-            accuracy_speed_series(report),
+            accuracy_speed_series(report, colours, markers),
             "p50 latency (ms)",
             "SNR vs reference (dB, capped 150)",
             "Accuracy vs speed",
             logx=True,
             lines=False,
         )
+    )
+    shapes = "; ".join(
+        f"batch {b}: " + ", ".join(f"{n} {d}" for n, d in dims.items())
+        for b, dims in (bench.get("timed_shapes") or {}).items()
     )
     warn = "".join(f"<li>{_e(w)}</li>" for w in (bench.get("warnings") or []) + (bench.get("errors") or []))
     skipped = "".join(
@@ -390,6 +578,7 @@ def _bench_html(report: dict[str, Any]) -> str:
         "<h2>Speed</h2>"
         f"<p>Threads: {_e(bench.get('threads') or 'default')}; timing: {_e('; '.join(timing))}. "
         "× PyTorch eager is measured in the same run on the same device.</p>"
+        + (f"<p>Shapes timed: {_e(shapes)}.</p>" if shapes else "")
         + _table(
             [
                 "artifact",
@@ -404,13 +593,15 @@ def _bench_html(report: dict[str, Any]) -> str:
                 "× eager",
                 "spread",
                 "H2D ms",
-                "peak RSS",
+                "RSS added",
                 "device mem",
                 "file",
             ],
             rows,
             set(range(2, 15)),
         )
+        + footnotes(["p50 ms", "items/s", "× eager", "spread", "H2D ms", "RSS added", "device mem"])
+        + legend_html(report)
         + f"<div class=plots>{''.join(plots)}</div>"
         + (f"<p><b>Noise and errors</b></p><ul>{warn}</ul>" if warn else "")
         + (f"<p>Skipped runtimes:</p><ul>{skipped}</ul>" if skipped else "")
@@ -491,7 +682,11 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"\nSkipped `{s['runtime']}`: {s['reason']}")
         if verify["failures"]:
             lines += ["", "**Failures:**", ""] + [f"- {f}" for f in verify["failures"][:30]]
-        lines.append("")
+        lines += [
+            "",
+            "_" + "; ".join(f"{k}: {METRIC_HELP[k]}" for k in ("max abs", "cosine", "SNR dB", "top-1")) + "_",
+            "",
+        ]
     bench = report.get("bench")
     if bench:
         lines += [
@@ -506,6 +701,12 @@ def render_markdown(report: dict[str, Any]) -> str:
                         f"{_f(s['p99_ms'])} | {_f(s.get('throughput'), 4)} | {_ratio(s)} | {s['spread']:.1%} |"
                     )
         lines += [f"- ⚠ {w}" for w in (bench.get("warnings") or [])]
+        shapes = "; ".join(
+            f"batch {b}: " + ", ".join(f"{n} {d}" for n, d in dims.items())
+            for b, dims in (bench.get("timed_shapes") or {}).items()
+        )
+        if shapes:
+            lines += ["", f"_Shapes timed: {shapes}. × eager: {METRIC_HELP['× eager']}._"]
         lines.append("")
     env = report["environment"]
     lines.append(

@@ -229,6 +229,8 @@ def input_sets(
 ) -> tuple[str, list[InputSet]]:
     """(where the inputs come from, the input sets); sets from the export reference carry their outputs."""
     cfg = ctx.config.verify
+    if cfg.inputs is not None and Path(cfg.inputs).suffix.lower() == ".json":
+        return f"Polygraphy inputs {cfg.inputs}", _polygraphy_sets(ctx, Path(cfg.inputs))
     if cfg.inputs is not None:
         return f"files in {cfg.inputs}", _dataset_sets(ctx, "folder", cfg.inputs)
     from infercc.data.synthetic import synthetic_feed
@@ -298,6 +300,34 @@ def _evaluation_sets(ctx: RunContext) -> tuple[str, list[InputSet]] | None:
     _, evaluation = resolve_datasets(calibration, evaluation_source, model_inputs, seed=cfg.verify.seed)
     sets = [InputSet(f"eval#{i}", feeds, real=True) for i, feeds in enumerate(evaluation.batches())]
     return (evaluation.description, sets) if sets else None
+
+
+def _polygraphy_sets(ctx: RunContext, path: Path) -> list[InputSet]:
+    """Feeds from a Polygraphy inputs file (--load-inputs), checked against the model's inputs."""
+    from infercc.data.polygraphy import load_inputs
+    from infercc.errors import UsageError
+
+    sets = []
+    for i, feed in enumerate(load_inputs(path)):
+        if set(feed) != set(ctx.input_names):
+            raise UsageError(
+                f"{path}, item {i}: inputs {', '.join(sorted(feed))}; the model takes {', '.join(ctx.input_names)}.",
+                hint="Save the inputs from the same model (polygraphy run ... --save-inputs, or infercc --save-inputs).",
+            )
+        for name in ctx.input_names:
+            shape_range, dims = ctx.shape_ranges[name], tuple(feed[name].shape)
+            fits = len(dims) == len(shape_range.min) and all(
+                lo <= d <= hi for d, lo, hi in zip(dims, shape_range.min, shape_range.max, strict=True)
+            )
+            if not fits:
+                raise UsageError(
+                    f"{path}, item {i}: input {name} has shape {'x'.join(map(str, dims))}, outside the "
+                    f"model's range {shape_range.describe()}.",
+                    hint="Widen --min-shape/--max-shape, or save inputs within the range.",
+                )
+            feed[name] = feed[name].astype(ctx.config.inputs[name].dtype.value, copy=False)
+        sets.append(InputSet(f"polygraphy#{i}", feed, real=True))
+    return sets
 
 
 def _dataset_sets(ctx: RunContext, kind: str | None, folder: Any) -> list[InputSet]:
