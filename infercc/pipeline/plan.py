@@ -177,7 +177,7 @@ def _range_from_graph(name: str, dims: list[Any] | None) -> ShapeRange:
 
 
 def plan(ctx: RunContext, goal: Goal, explicit_targets: bool = False) -> list[Stage]:
-    from infercc.stages import bench, build, quantize
+    from infercc.stages import bench, build, inductor, quantize
     from infercc.stages.export import ExportStage, ImportOnnxStage
     from infercc.stages.simplify import SimplifyStage
     from infercc.stages.verify import VerifyStage
@@ -190,7 +190,8 @@ def plan(ctx: RunContext, goal: Goal, explicit_targets: bool = False) -> list[St
         return stages
     stages.append(SimplifyStage())
     onnx_artifacts = ["onnx", "fp32"]
-    if reaches(goal, Goal.quantize):
+    onnx_targets = {Target.onnxruntime, Target.tensorrt} & set(ctx.config.targets)
+    if reaches(goal, Goal.quantize) and (onnx_targets or goal is Goal.quantize):
         more, produced = quantize.stages_for(ctx.config)
         stages += more
         onnx_artifacts += produced
@@ -198,10 +199,14 @@ def plan(ctx: RunContext, goal: Goal, explicit_targets: bool = False) -> list[St
     if reaches(goal, Goal.build) and (Target.tensorrt in ctx.config.targets or goal is Goal.build):
         more, engines = build.stages_for(ctx.config, onnx_artifacts, explicit_targets or goal is Goal.build)
         stages += more
+    packages: list[str] = []  # a package whose compile fails is left out downstream: the others go on
+    if reaches(goal, Goal.build):
+        more, packages = inductor.stages_for(ctx.config)
+        stages += more
     if reaches(goal, Goal.verify) and goal is not Goal.build:
-        stages.append(VerifyStage(tuple(onnx_artifacts + engines)))
+        stages.append(VerifyStage(tuple(onnx_artifacts + engines), wants=tuple(packages)))
     if reaches(goal, Goal.bench) and (goal is Goal.bench or ctx.config.bench.enabled):
-        stages += bench.stages_for(ctx.config, onnx_artifacts + engines)
+        stages += bench.stages_for(ctx.config, onnx_artifacts + engines, packages)
     return stages
 
 

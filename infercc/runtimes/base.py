@@ -36,7 +36,7 @@ class RuntimeStatus:
 @runtime_checkable
 class Runtime(Protocol):
     name: ClassVar[str]
-    artifact_kinds: ClassVar[tuple[str, ...]]  # "onnx", "engine", "torch"
+    artifact_kinds: ClassVar[tuple[str, ...]]  # "onnx", "engine", "inductor", "torch", "torch-compile"
 
     @classmethod
     def status(cls) -> RuntimeStatus: ...
@@ -68,6 +68,13 @@ register("onnxruntime-cpu", "infercc.runtimes.onnxrt:OrtCPU")
 register("onnxruntime-cuda", "infercc.runtimes.onnxrt:OrtCUDA")
 register("tensorrt", "infercc.runtimes.tensorrt:TensorRTRuntime")
 register("openvino-cpu", "infercc.openvino.runtime:OpenVINOCPU")
+register("inductor-cpu", "infercc.inductor.runtime:InductorCPU")
+register("inductor-cuda", "infercc.inductor.runtime:InductorCUDA")
+register("torch-compile-cpu", "infercc.inductor.peer:TorchCompileCPU")
+register("torch-compile-cuda", "infercc.inductor.peer:TorchCompileCUDA")
+
+# kinds of artifact files the pipeline writes; a runtime declares which of them it runs
+ARTIFACT_KINDS = ("onnx", "engine", "inductor")
 
 
 def registry_target(name: str) -> str:
@@ -115,8 +122,9 @@ def time_loop(run_once: Any, sync: Any, iters: int, warmup: int) -> list[float]:
     return times
 
 
-def candidate_runtimes(wanted: list[str], kinds: tuple[str, ...] = ("onnx", "engine")) -> list[str]:
-    """The configured runtimes, or every registered runtime that runs ONNX files or engines."""
+def candidate_runtimes(wanted: list[str], kinds: tuple[str, ...] = ARTIFACT_KINDS) -> list[str]:
+    """The configured runtimes, or every registered runtime that runs artifact files (ONNX, engines,
+    AOTInductor packages)."""
     if wanted:
         return list(wanted)
     names = []

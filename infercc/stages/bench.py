@@ -27,10 +27,17 @@ from infercc.runtimes.isolation import IsolatedRuntime, RuntimeCrashed
 from infercc.stages.verify import Clock, opened
 
 BASELINES = {"cpu": "pytorch-cpu", "cuda": "pytorch-cuda"}
+PEERS = {"cpu": "torch-compile-cpu", "cuda": "torch-compile-cuda"}
+BASELINE, PEER = "pytorch", "torch.compile"  # entry names of PyTorch eager and of the torch.compile peer
 
 
-def stages_for(config: CompileConfig, artifacts: list[str]) -> list[Stage]:
-    return [BenchStage(tuple(artifacts))]
+def stages_for(config: CompileConfig, artifacts: list[str], wants: list[str] | None = None) -> list[Stage]:
+    return [BenchStage(tuple(artifacts), tuple(wants or ()))]
+
+
+def is_reference(entry: dict[str, Any]) -> bool:
+    """PyTorch eager or the torch.compile peer: timed for comparison, never selected."""
+    return entry["artifact"] in (BASELINE, PEER)
 
 
 def runtime_device(name: str) -> str:
@@ -157,6 +164,10 @@ def bench_subject(
         "notes": [],
         "error": None,
     }
+    if subject.name == PEER:
+        entry["role"] = "peer"
+    elif subject.name == BASELINE:
+        entry["role"] = "baseline"
     rss_before = current_rss()
     reset = reset_peak_rss()
     started = time.perf_counter()
@@ -180,6 +191,8 @@ def bench_subject(
             entry["timing"] = getattr(runtime, "timing", "wall-clock")
             if getattr(runtime, "run_settings", None):  # threads, hints, precision the runtime compiled with
                 entry["runtime_settings"] = dict(runtime.run_settings)
+            if getattr(runtime, "compile_s", None):
+                entry["compile_s"] = {b: round(v, 3) for b, v in runtime.compile_s.items()}
             entry["notes"] += list(dict.fromkeys(getattr(runtime, "notes", [])))
             used = _device_memory(runtime)
             if used is not None:
@@ -214,12 +227,23 @@ def compare_with_baseline(entries: list[dict[str, Any]]) -> None:
         for b, s in e["batches"].items()
         if "p50_ms" in s
     }
+    peer = {
+        (e["device"], b): s
+        for e in entries
+        if e["artifact"] == PEER
+        for b, s in e["batches"].items()
+        if "p50_ms" in s
+    }
     for e in entries:
         for b, stats in e["batches"].items():
             ref = base.get((e["device"], b))
             if ref and "p50_ms" in stats:
                 stats["speedup"] = ref["p50_ms"] / stats["p50_ms"]
                 stats["baseline_p50_ms"] = ref["p50_ms"]
+            compiled = peer.get((e["device"], b))
+            if compiled and "p50_ms" in stats and e["artifact"] != PEER:
+                stats["vs_compile"] = compiled["p50_ms"] / stats["p50_ms"]  # > 1: faster than torch.compile
+                stats["compile_p50_ms"] = compiled["p50_ms"]
 
 
 def noise_warnings(entries: list[dict[str, Any]], max_spread: float) -> list[str]:
@@ -263,15 +287,19 @@ class BenchStage:
     version: ClassVar[str] = "1"
     description = "Benchmark artifacts against PyTorch eager"
 
-    def __init__(self, artifact_names: tuple[str, ...]) -> None:
-        self.artifact_names = tuple(artifact_names)
-        self.needs: tuple[str, ...] = ("reference", *self.artifact_names)
+    def __init__(self, artifact_names: tuple[str, ...], wants: tuple[str, ...] = ()) -> None:
+        self.artifact_names = (*artifact_names, *wants)
+        self.needs: tuple[str, ...] = ("reference", *artifact_names)
+        self.wants = tuple(wants)
 
     def settings(self, ctx: RunContext) -> dict[str, Any]:
-        return {
+        settings: dict[str, Any] = {
             "bench": ctx.config.bench.model_dump(mode="json"),
             "runtimes": candidate_runtimes(ctx.config.bench.runtimes),
         }
+        if ctx.config.bench.peers and not ctx.source.is_onnx:
+            settings["peer_source"] = ctx.source_hash  # the peer compiles the model itself
+        return settings
 
     def tools(self) -> tuple[str, ...]:
         return ("onnxruntime", "onnxruntime-gpu", "numpy", "torch", "tensorrt", "tensorrt_rtx_bindings")
@@ -333,12 +361,18 @@ class BenchStage:
             if runtime_name == "onnxruntime-cuda":
                 options["cuda_graph"] = cfg.cuda_graph
             for name in self.artifact_names:
-                art = inputs[name]
-                if art.kind in cls.artifact_kinds:
+                art = inputs.get(name)
+                if (
+                    art is not None
+                    and art.kind in cls.artifact_kinds
+                    and art.meta.get("loadable") is not False
+                ):
                     devices.add(runtime_device(runtime_name))
                     subjects.append(
                         Subject(name, runtime_name, ctx.path(art.path), art.size, art.precision, options)
                     )
+        if cfg.peers and not ctx.source.is_onnx:
+            subjects += self._peers(ctx, devices, skipped)
         if cfg.baseline and not ctx.source.is_onnx:
             for device in sorted(devices):
                 runtime_name = BASELINES[device]
@@ -358,6 +392,26 @@ class BenchStage:
                     ),
                 )
         return subjects, skipped
+
+    def _peers(self, ctx: RunContext, devices: set[str], skipped: list[dict[str, str]]) -> list[Subject]:
+        """torch.compile on each device the artifacts run on (bench.peers)."""
+        cfg = ctx.config.bench
+        peers = []
+        for device in sorted(devices):
+            runtime_name = PEERS[device]
+            _, reason = probe(runtime_name)
+            if reason:
+                skipped.append({"runtime": runtime_name, "reason": reason})
+                continue
+            options = {
+                "source": ctx.source.spec,
+                "model": ctx.config.model.model_dump(mode="json"),
+                "input_names": ctx.input_names,
+                "compile_budget_s": cfg.peer_compile_s,
+                "threads": cfg.threads,
+            }
+            peers.append(Subject(PEER, runtime_name, None, None, None, options))
+        return peers
 
 
 def model_flops(module: Any, feed: dict[str, np.ndarray], input_names: list[str]) -> float | None:
@@ -391,7 +445,7 @@ def _brief(entries: list[dict[str, Any]], sizes: list[int], shapes: dict[str, di
     for e in entries:
         s = e["batches"].get(batch, {})
         if "p50_ms" in s:
-            ratio = f" ({s['speedup']:.2f}x)" if "speedup" in s and e["artifact"] != "pytorch" else ""
+            ratio = f" ({s['speedup']:.2f}x)" if "speedup" in s and e["artifact"] != BASELINE else ""
             parts.append(
                 f"{e['artifact']}@{e['runtime'].replace('onnxruntime', 'ort')} {s['p50_ms']:.3g} ms{ratio}"
             )
