@@ -83,6 +83,11 @@ def test_bench_times_the_torch_compile_peer_and_every_ratio_names_it(mlp_run):
         stats = package["batches"][batch]
         assert stats["vs_compile"] == pytest.approx(peer["batches"][batch]["p50_ms"] / stats["p50_ms"])
     report = json.loads((out / "report.json").read_text())
+    import jsonschema
+
+    from infercc.report import load_schema
+
+    jsonschema.validate(report, load_schema())
     (cpu,) = report["selection"]["devices"]
     assert cpu["device"] == "cpu" and cpu["chosen"] is not None
     assert cpu["vs_compile"] == pytest.approx(cpu["compile_p50_ms"] / cpu["chosen"]["p50_ms"])
@@ -124,15 +129,17 @@ def test_a_shape_outside_the_package_is_refused_and_a_crash_is_a_failed_call(mlp
     import numpy as np
 
     from infercc.errors import StageError
-    from infercc.runtimes.base import get_runtime
+    from infercc.runtimes.isolation import RuntimeCrashed, open_runtime
 
-    with get_runtime("inductor-cpu", mlp_run["out"] / "model.fp32.inductor.pt2") as runtime:
+    with open_runtime("inductor-cpu", mlp_run["out"] / "model.fp32.inductor.pt2") as runtime:
         out = runtime.infer({"x": np.ones((3, 16), np.float32)})
         assert out["output"].shape == (3, 4)
         with pytest.raises(StageError, match=r"dimension 0 is 5; the package accepts 1..4"):
             runtime.infer({"x": np.ones((5, 16), np.float32)})
-        os.kill(runtime.session.proc.pid, signal.SIGSEGV)
-        with pytest.raises(StageError, match="crashed running: SIGSEGV"):
+        os.kill(runtime.pid, signal.SIGSEGV)
+        with pytest.raises(
+            RuntimeCrashed, match=r"inductor-cpu crashed running model\.fp32\.inductor\.pt2: SIGSEGV"
+        ):
             runtime.infer({"x": np.ones((2, 16), np.float32)})
 
 

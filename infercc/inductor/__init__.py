@@ -5,7 +5,8 @@ dead run). torch.compile is timed beside it as a peer (peer.py).
     api.py      what torch and the machine must provide (exit 3 with the fix when they do not)
     export.py   torch.export with Dim ranges; specialised dimensions; readable export failures
     package.py  compile a package, its sidecar (device, torch version, valid shapes), compatibility on load
-    child.py    the child process that loads a package or compiles the peer, and talks over a pipe
+    sessions.py the package session (loaded in a child by infercc.runtimes.isolation) and the peer session
+    child.py    the peer's child process, with a timeout on every call (compiling is bounded)
     runtime.py  runtimes inductor-cpu / inductor-cuda
     peer.py     runtimes torch-compile-cpu / torch-compile-cuda
 """

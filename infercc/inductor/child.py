@@ -1,9 +1,7 @@
-"""A session in a child process: load an AOTInductor package (or compile the torch.compile peer), then
-answer infer / time requests over a pipe. A segfault or abort in the child is reported as a failed session
-with its signal, and the parent run goes on.
-
-This is the smallest session runner the inductor runtimes need; the general one for every runtime
-(runtimes/isolation.py, issue 11) can take its place behind `ChildSession` without changing the runtimes.
+"""The torch.compile peer's child process: it loads the user's module, compiles it and answers infer /
+time requests over a pipe. Unlike infercc.runtimes.isolation (which runs artifact files), every call here
+can carry a timeout, because compiling is what must be bounded (bench.peer_compile_s): past it the child is
+killed. A segfault or abort in the child is reported with its signal, and the run goes on.
 
 Parent:  ChildSession(label).open(request) -> reply;  .call(request, timeout) -> reply;  .close()
 Child:   python -m infercc.inductor.child READ_FD WRITE_FD

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from infercc.errors import StageError, UsageError
-from infercc.fsutil import TMP_PREFIX, atomic_path
+from infercc.fsutil import atomic_path, temp_prefix
 
 SCHEMA = "infercc.inductor-package/1"
 
@@ -69,7 +69,7 @@ def compile_package(program: Any, final: Path, autotune_s: float | None) -> Comp
     child process stopped after that many seconds, and the default mode is used instead (noted)."""
     import torch
 
-    workdir = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}inductor.", dir=final.parent))
+    workdir = Path(tempfile.mkdtemp(prefix=temp_prefix(final.name), dir=final.parent))
     try:
         built = workdir / "model.pt2"
         result = None

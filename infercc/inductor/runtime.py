@@ -1,9 +1,10 @@
-"""Runtimes inductor-cpu and inductor-cuda: an AOTInductor package loaded in a child process.
+"""Runtimes inductor-cpu and inductor-cuda: an AOTInductor package loaded with aoti_load_package.
 
 The sidecar beside the package says which device and torch version built it and which shapes it accepts:
-a package from another machine is refused with its rebuild command, a shape outside its range is refused
-before it reaches the package (AOTInductor does not check), and a crash while loading or running becomes a
-StageError naming the signal, so the pair fails and the run goes on.
+a package from another machine is refused with its rebuild command, and a shape outside its range is refused
+before it reaches the package (AOTInductor does not check). Stages open it through
+infercc.runtimes.isolation, in a child process of its own, so a crash while loading or running (as on the GPU
+image, docs/inductor.md) fails that pair and the run goes on.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from infercc.errors import MissingRuntimeError, StageError
-from infercc.inductor.child import ChildSession
+from infercc.errors import InferccError, MissingRuntimeError, StageError
 from infercc.lazy import is_installed, version_of
 from infercc.runtimes.base import RuntimeStatus, TensorSpec
 
@@ -33,13 +33,13 @@ class InductorCPU:
     artifact_kinds: ClassVar[tuple[str, ...]] = ("inductor",)
     device: ClassVar[str] = "cpu"
     timing: ClassVar[str] = "wall-clock"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"dynamic-shapes", "child-process"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"dynamic-shapes"})
 
     def __init__(self, artifact: Path, threads: int | None = None, cuda_graph: bool = True, **_: Any) -> None:
         self.path = Path(artifact)
         self.threads = threads
         self.cuda_graph = cuda_graph
-        self.session: ChildSession | None = None
+        self.session: Any = None  # sessions.PackageSession
         self.sidecar: dict[str, Any] = {}
         self.notes: list[str] = []
 
@@ -59,6 +59,7 @@ class InductorCPU:
 
     def __enter__(self) -> InductorCPU:
         from infercc.inductor.package import incompatibility, read_sidecar
+        from infercc.inductor.sessions import PackageSession
 
         self.sidecar = read_sidecar(self.path)
         problem = incompatibility(self.sidecar, self.device)
@@ -67,11 +68,9 @@ class InductorCPU:
                 f"Package {self.path.name} cannot run here: {problem}.",
                 hint=f"Rebuild it on this machine: {self.sidecar.get('rebuild') or 'infercc compile ... --target inductor --force'}",
             )
-        self.session = ChildSession(f"{self.name} on {self.path.name}")
         try:
-            self.session.open(
+            self.session = PackageSession(
                 {
-                    "kind": "package",
                     "path": str(self.path.resolve()),
                     "device": self.device,
                     "threads": self.threads,
@@ -81,16 +80,17 @@ class InductorCPU:
                     "input_dtypes": self.sidecar.get("input_dtypes"),
                 }
             )
-        except BaseException:
-            self.session.close()
-            self.session = None
+        except InferccError:
             raise
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise StageError(
+                f"{self.name} could not load {self.path.name}: {type(exc).__name__}: {first}"
+            ) from exc
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.session is not None:
-            self.session.close()
-            self.session = None
+        self.session = None
 
     def io_spec(self) -> tuple[list[TensorSpec], list[TensorSpec]]:
         valid = self.sidecar.get("valid_shapes") or {}
@@ -114,12 +114,12 @@ class InductorCPU:
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._check(feeds)
         assert self.session is not None
-        return self.session.call({"op": "infer", "feeds": feeds})["outputs"]
+        return self.session.infer(feeds)["outputs"]
 
     def time_infer(self, feeds: dict[str, np.ndarray], iters: int, warmup: int) -> list[float]:
         self._check(feeds)
         assert self.session is not None
-        reply = self.session.call({"op": "time", "feeds": feeds, "iters": iters, "warmup": warmup})
+        reply = self.session.time(feeds, iters, warmup)
         self.notes += [n for n in reply.get("notes", []) if n not in self.notes]
         return reply["times"]
 
@@ -128,9 +128,7 @@ class InductorCUDA(InductorCPU):
     name: ClassVar[str] = "inductor-cuda"
     device: ClassVar[str] = "cuda"
     timing: ClassVar[str] = "cuda-events"
-    capabilities: ClassVar[frozenset[str]] = frozenset(
-        {"dynamic-shapes", "child-process", "cuda-events", "cuda-graphs"}
-    )
+    capabilities: ClassVar[frozenset[str]] = frozenset({"dynamic-shapes", "cuda-events", "cuda-graphs"})
 
     @classmethod
     def status(cls) -> RuntimeStatus:

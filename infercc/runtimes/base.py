@@ -4,7 +4,9 @@ A runtime is a context manager: it loads its artifact on enter and frees it on e
     io_spec()                      -> the inputs and outputs it expects
     infer(feeds)                   -> {output name: numpy array}
     time_infer(feeds, iters, warmup) -> seconds per iteration, device-synchronised
-`status()` says whether the runtime can run here, importing nothing heavy.
+`status()` says whether the runtime can run here, importing nothing heavy. Newer adapters also declare, as
+class attributes, `device` ("cpu"/"cuda"), `timing` ("wall-clock"/"cuda-events") and `capabilities` (a
+frozenset such as {"dynamic-shapes", "cuda-graphs", "peer"}).
 """
 
 from __future__ import annotations

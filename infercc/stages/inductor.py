@@ -3,7 +3,8 @@
 The module (cast to the precision's dtype) is exported with torch.export over the declared dynamic ranges,
 compiled with `torch._inductor.aoti_compile_and_package` into model.<precision>.inductor.pt2, with a sidecar
 model.<precision>.inductor.json (device, torch version, valid shapes, rebuild command), then loaded once in
-a child process and run on the reference's opt input. An export or compile failure fails this stage alone
+a child process (infercc.runtimes.isolation) and run on the reference's opt input; a package that crashes
+there is kept and marked "built, not loadable on this machine". An export or compile failure fails this stage alone
 (exit 4 at the end of the run): the other targets still run and are reported.
 """
 
@@ -200,14 +201,15 @@ def load_check(ctx: RunContext, path: Any, device: str, reference: ArtifactRecor
     """Load the package in a child process and run the reference's opt input (when the package accepts
     it): {'max_abs': ...} or {'error': why it could not load or run}."""
     from infercc.inductor.export import within
-    from infercc.runtimes.base import get_runtime
+    from infercc.inductor.package import read_sidecar
+    from infercc.runtimes.isolation import IsolatedRuntime
     from infercc.stages.export import load_reference
 
     points = load_reference(ctx.path(reference.path))
     feeds, expected = points.get("opt", next(iter(points.values())))
     try:
-        with get_runtime(f"inductor-{device}", path, threads=ctx.config.bench.threads) as runtime:
-            if within(runtime.sidecar.get("valid_shapes") or {}, feeds):
+        with IsolatedRuntime(f"inductor-{device}", path, threads=ctx.config.bench.threads) as runtime:
+            if within(read_sidecar(path).get("valid_shapes") or {}, feeds):
                 return {"loaded": True, "ran": False}
             outputs = runtime.infer(feeds)
     except InferccError as exc:
