@@ -32,11 +32,13 @@ class Precision(StrEnum):
     fp32 = "fp32"
     fp16 = "fp16"
     int8 = "int8"
+    bf16 = "bf16"  # AOTInductor packages (the module cast to bfloat16); no ONNX artifact yet
 
 
 class Target(StrEnum):
     onnxruntime = "onnxruntime"
     tensorrt = "tensorrt"
+    inductor = "inductor"  # AOTInductor .pt2 packages (torch.export + aoti_compile_and_package)
 
 
 class Exporter(StrEnum):
@@ -430,6 +432,13 @@ class BuildConfig(Strict):
     profiles: list[dict[str, InputSpec]] = Field(
         default_factory=list, description="Extra optimization profiles: a list of {input: {min, opt, max}}."
     )
+    inductor_autotune_s: float | None = Field(
+        None,
+        gt=0,
+        description="AOTInductor: compile with max-autotune, bounded by this many seconds per package (a "
+        "compile that runs longer is stopped and the package is compiled in the default mode, noted). "
+        "None: default mode.",
+    )
     sources: dict[Precision, str] = Field(
         default_factory=dict,
         description=(
@@ -468,6 +477,10 @@ def _default_tolerances() -> dict[Precision, Tolerance]:
             atol=1e-1, rtol=5e-2, statistic=Statistic.quantile, quantile=0.99, min_cosine=0.999
         ),
         Precision.int8: Tolerance(min_cosine=0.98, min_top1=0.9),
+        # bfloat16 keeps 8 mantissa bits: ~0.4% per op, so outputs drift more than FP16's.
+        Precision.bf16: Tolerance(
+            atol=2e-1, rtol=1e-1, statistic=Statistic.quantile, quantile=0.99, min_cosine=0.995
+        ),
     }
 
 
@@ -536,7 +549,16 @@ class BenchConfig(Strict):
         True, description="Time PyTorch eager on the same device as the baseline (ratios)."
     )
     cuda_graph: bool = Field(
-        True, description="ONNX Runtime CUDA: capture a CUDA graph (falls back without, recorded)."
+        True,
+        description="ONNX Runtime CUDA and inductor-cuda: capture a CUDA graph (falls back without, recorded).",
+    )
+    peers: bool = Field(
+        True,
+        description="Time torch.compile on the same device as a peer (runtimes torch-compile-cpu/-cuda): "
+        "what a user gets without infercc. Reports show each artifact's ratio to it.",
+    )
+    peer_compile_s: float = Field(
+        600.0, gt=0, description="Most seconds torch.compile may spend compiling the peer (all batch sizes)."
     )
     max_foreign_load: float = Field(
         0.25,
@@ -589,7 +611,7 @@ class CompileConfig(Strict):
         default_factory=lambda: [Precision.fp32], description="Artifacts to produce."
     )
     targets: list[Target] = Field(
-        default_factory=lambda: [Target.onnxruntime], description="onnxruntime and/or tensorrt."
+        default_factory=lambda: [Target.onnxruntime], description="onnxruntime, tensorrt and/or inductor."
     )
     lock: LockMode = Field(
         LockMode.fail, description="When --out is in use by another run: fail at once, or wait."

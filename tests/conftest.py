@@ -39,6 +39,17 @@ class CliResult:
         return json.loads(self.out)
 
 
+PIPELINE_COMMANDS = {"compile", "export", "simplify", "quantize", "build", "verify", "bench"}
+
+
+def without_peer(args: list[str]) -> list[str]:
+    """The torch.compile peer costs a compile per model and batch (seconds to minutes on two cores): tests
+    that are not about it turn it off, as a user can (bench.peers); tests/test_inductor.py times it for real."""
+    if args and args[0] in PIPELINE_COMMANDS and not any("peers" in a for a in args):
+        return [*args, "--set", "bench.peers=false"]
+    return args
+
+
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]):
     """Run `infercc ARGS...` in this process through the real entry point; returns code, stdout, stderr."""
@@ -47,7 +58,7 @@ def cli(capsys: pytest.CaptureFixture[str]):
     def run(*args: str | Path) -> CliResult:
         capsys.readouterr()
         try:
-            main([str(a) for a in args])
+            main(without_peer([str(a) for a in args]))
             code = 0
         except SystemExit as exc:
             code = int(exc.code or 0)
@@ -59,7 +70,7 @@ def cli(capsys: pytest.CaptureFixture[str]):
 
 def run_subprocess(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 300) -> CliResult:
     proc = subprocess.run(
-        [*INFERCC, *map(str, args)],
+        [*INFERCC, *without_peer([str(a) for a in args])],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -31,7 +31,13 @@ MODELS = [
     {"model": {"source": f"{ZOO}/dict_out.py:dict_model"}, "inputs": {"x": {"shape": "1x12"}}},
     {"model": {"source": f"{ZOO}/sensitive.py:quant_sensitive"}, "inputs": {"x": {"shape": "1x3x32x32"}}},
 ]
-TINY_BENCH = {"iterations": 3, "warmup": 1, "repeats": 1, "budget_s": 0.5}
+TINY_BENCH = {
+    "iterations": 3,
+    "warmup": 1,
+    "repeats": 1,
+    "budget_s": 0.5,
+    "peers": False,
+}  # no torch.compile peer: a compile per job
 SLOW = {
     "model": {"source": f"{ROOT}/tests/corpus/models/slow.py:slow_cnn"},
     "inputs": {"x": {"shape": "1x3x32x32"}},

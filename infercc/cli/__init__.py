@@ -233,7 +233,9 @@ def _finish(console: Any, ctx: Any, result: Any, json_out: bool, quiet: bool) ->
     if json_out:
         print_json(
             {
-                "status": "failed" if failures else ("budget missed" if result.budget_misses else "ok"),
+                "status": "failed"
+                if failures or result.errors
+                else ("budget missed" if result.budget_misses else "ok"),
                 "out": str(ctx.out),
                 "ran": result.ran,
                 "cached": result.cached,
@@ -241,6 +243,7 @@ def _finish(console: Any, ctx: Any, result: Any, json_out: bool, quiet: bool) ->
                 "restored": result.restored,
                 "cache": manifest.cache.counts() if manifest.cache else None,
                 "failures": failures,
+                "errors": [e.message for e in result.errors],
                 "manifest": manifest.model_dump(mode="json", by_alias=True),
             }
         )
@@ -248,6 +251,8 @@ def _finish(console: Any, ctx: Any, result: Any, json_out: bool, quiet: bool) ->
         console.print()
         console.print(summary_table(manifest))
         restored = f", {len(result.restored)} from the cache" if manifest.cache else ""
+        for line in _selection_lines(ctx.out):
+            console.print(line, markup=False, highlight=False)
         console.print(
             f"\n[bold]{len(result.ran)}[/] stage(s) ran, {len(result.cached)} up to date{restored}. Artifacts in [bold]{escape(str(ctx.out))}[/]"
         )
@@ -271,6 +276,8 @@ def _finish(console: Any, ctx: Any, result: Any, json_out: bool, quiet: bool) ->
             hint="The other artifact/runtime pairs finished; the report lists them. Try another runtime, "
             "precision or opset for the crashing pair.",
         )
+    if result.errors:
+        raise stage_failures(result.errors, failures)
     if failures:
         raise VerificationFailed(
             f"{len(failures)} verification failure(s):\n  " + "\n  ".join(failures[:20]),
@@ -282,6 +289,32 @@ def _finish(console: Any, ctx: Any, result: Any, json_out: bool, quiet: bool) ->
             hint="Improve the artifact (more or other calibration data, --calib-method, quantize.exclude_*), "
             "or accept the miss with quantize.accept_budget_miss: true (and say why in the config).",
         )
+
+
+def _selection_lines(out: Path) -> list[str]:
+    """The selection verdicts from the report this run just wrote (none when it wrote none)."""
+    import json
+
+    from infercc.cli.render import selection_lines
+
+    try:
+        report = json.loads((Path(out) / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return selection_lines(report)
+
+
+def stage_failures(errors: list[Any], failures: list[str]) -> Any:
+    """One error for the stages that failed on their own while the run went on (the first one's code)."""
+    first = errors[0]
+    message = (
+        first.message
+        if len(errors) == 1
+        else f"{len(errors)} stages failed:\n  " + "\n  ".join(e.message for e in errors)
+    )
+    if failures:
+        message += f"\n  and {len(failures)} verification failure(s) (see the report)"
+    return type(first)(message, hint=first.hint)
 
 
 def _write_reports(ctx: Any, manifest: Any, console: Any) -> None:

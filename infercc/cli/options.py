@@ -144,7 +144,12 @@ LockWaitOpt = Annotated[
 ]
 PrecisionOpt = Annotated[
     str | None,
-    typer.Option("--precision", "-p", help="Comma-separated: fp32,fp16,int8.", rich_help_panel=PRECISION),
+    typer.Option(
+        "--precision",
+        "-p",
+        help="Comma-separated: fp32,fp16,int8,bf16 (bf16: inductor packages only).",
+        rich_help_panel=PRECISION,
+    ),
 ]
 CalibOpt = Annotated[
     str | None,
@@ -156,7 +161,12 @@ CalibOpt = Annotated[
 ]
 TargetOpt = Annotated[
     str | None,
-    typer.Option("--target", "-t", help="Comma-separated: onnxruntime,tensorrt.", rich_help_panel=TENSORRT),
+    typer.Option(
+        "--target",
+        "-t",
+        help="Comma-separated: onnxruntime,tensorrt,inductor (AOTInductor .pt2 packages).",
+        rich_help_panel=TENSORRT,
+    ),
 ]
 JsonOpt = Annotated[
     bool,

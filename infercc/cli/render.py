@@ -160,7 +160,7 @@ def summary_table(manifest: Manifest) -> Table:
         for stage in manifest.stages.values()
         if stage.status == "done"
         for art in stage.outputs
-        if art.kind in ("onnx", "engine")
+        if art.kind in ("onnx", "engine", "inductor")
     ]
     verify = _verify_by_artifact(manifest.stages.get("verify"))
     latency = _latency_by_artifact(manifest.stages.get("bench"))
@@ -178,23 +178,21 @@ def summary_table(manifest: Manifest) -> Table:
     for stage, art in rows:
         cells = [art.name, human_size(art.size), str(art.meta.get("nodes") or _nodes(stage, art.name) or "-")]
         foreign = manifest.from_other_config(stage)
-        cells.append(_verify_cell(manifest, verify, art.name, foreign))
+        cell = _verify_cell(manifest, verify, art.name, foreign)
+        if art.meta.get("specialized"):
+            cell += " [yellow](valid shapes only)[/]"
+        if art.meta.get("loadable") is False:
+            cell = "[yellow]built, not loadable here[/]"
+        cells.append(cell)
         if accuracy:
             cells.append(escape(str(art.meta.get("accuracy") or "-")))
         if latency:
             cells.append("-" if foreign else latency.get(art.name, "-"))
         cells.append(f"{stage.duration_s:.1f} s")
         table.add_row(*cells)
-    if latency.get("pytorch"):
-        table.add_row(
-            "pytorch",
-            "",
-            "",
-            "[dim]reference[/]",
-            *([""] if accuracy else []),
-            latency["pytorch"],
-            "",
-        )
+    for name, role in (("pytorch", "reference"), ("torch.compile", "peer")):
+        if latency.get(name):
+            table.add_row(name, "", "", f"[dim]{role}[/]", *([""] if accuracy else []), latency[name], "")
     return table
 
 
@@ -206,6 +204,20 @@ def _verify_cell(manifest: Manifest, verify: dict[str, str], name: str, foreign:
     if "verify" not in manifest.stages:
         return "[dim]-[/]"
     return "[dim]no runtime here[/]"
+
+
+def selection_lines(report: dict[str, Any]) -> list[str]:
+    """Per device: the pick across backends with its ratio to PyTorch eager and to torch.compile."""
+    lines = []
+    for d in (report.get("selection") or {}).get("devices") or []:
+        ratios = []
+        if d.get("vs_eager"):
+            ratios.append(f"{d['vs_eager']:.2f}x PyTorch eager")
+        if d.get("vs_compile"):
+            ratios.append(f"{d['vs_compile']:.2f}x torch.compile")
+        tail = f" ({', '.join(ratios)}; above 1 is faster)" if ratios and d.get("chosen") else ""
+        lines.append(f"Selected on {d['device']}: {d['verdict']}{tail}.")
+    return lines
 
 
 def _nodes(stage: StageRecord, name: str) -> int | None:
@@ -258,12 +270,12 @@ def _short_runtime(name: str) -> str:
 
 
 def _latency_by_artifact(bench: StageRecord | None) -> dict[str, str]:
-    """'0.402 ms ort-cuda (7.4x)': the fastest runtime at the smallest benched batch, with its speed-up over
-    PyTorch eager on the same device."""
+    """'0.402 ms ort-cuda (7.4x, 1.1x compile)': the fastest runtime at the smallest benched batch, with its
+    speed-up over PyTorch eager and over torch.compile on the same device."""
     if bench is None:
         return {}
     results = bench.metrics.get("results", [])
-    several = len({r["runtime"] for r in results if r["artifact"] != "pytorch"}) > 1
+    several = len({r["runtime"] for r in results if r["artifact"] not in ("pytorch", "torch.compile")}) > 1
     best: dict[str, tuple[float, str]] = {}
     for result in results:
         batches = result.get("batches") or {}
@@ -273,9 +285,17 @@ def _latency_by_artifact(bench: StageRecord | None) -> dict[str, str]:
         p50, speedup = figures.get("p50_ms"), figures.get("speedup")
         if p50 is None:
             continue
-        where = f" {_short_runtime(result['runtime'])}" if several or result["artifact"] == "pytorch" else ""
-        ratio = f" ({speedup:.1f}x)" if speedup else " (disturbed)" if figures.get("disturbed") else ""
-        text = f"{p50:.3g} ms{where}" + (ratio if result["artifact"] != "pytorch" else "")
+        reference = result["artifact"] in ("pytorch", "torch.compile")
+        where = f" {_short_runtime(result['runtime'])}" if several or reference else ""
+        vs_compile = figures.get("vs_compile")
+        ratios = []
+        if speedup and result["artifact"] != "pytorch":
+            ratios.append(f"{speedup:.1f}x")
+        elif figures.get("disturbed") and not reference:
+            ratios.append("disturbed")
+        if vs_compile:
+            ratios.append(f"{vs_compile:.1f}x compile")
+        text = f"{p50:.3g} ms{where}" + (f" ({', '.join(ratios)})" if ratios else "")
         if result["artifact"] not in best or p50 < best[result["artifact"]][0]:
             best[result["artifact"]] = (p50, text)
     return {name: text for name, (_, text) in best.items()}

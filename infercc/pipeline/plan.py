@@ -177,7 +177,7 @@ def _range_from_graph(name: str, dims: list[Any] | None) -> ShapeRange:
 
 
 def plan(ctx: RunContext, goal: Goal, explicit_targets: bool = False) -> list[Stage]:
-    from infercc.stages import bench, build, optimize, quantize, tune
+    from infercc.stages import bench, build, inductor, optimize, quantize, tune
     from infercc.stages.export import ExportStage, ImportOnnxStage
     from infercc.stages.simplify import SimplifyStage
     from infercc.stages.verify import VerifyStage
@@ -190,10 +190,12 @@ def plan(ctx: RunContext, goal: Goal, explicit_targets: bool = False) -> list[St
         return stages
     stages.append(SimplifyStage())
     onnx_artifacts = ["onnx", "fp32"]
-    if reaches(goal, Goal.quantize) and optimize.enabled(ctx.config):
+    onnx_targets = {Target.onnxruntime, Target.tensorrt} & set(ctx.config.targets)
+    wants_onnx = onnx_targets or goal is Goal.quantize
+    if reaches(goal, Goal.quantize) and wants_onnx and optimize.enabled(ctx.config):
         stages.append(optimize.OptimizeStage())
         onnx_artifacts.append("fp32-ort")
-    if reaches(goal, Goal.quantize):
+    if reaches(goal, Goal.quantize) and wants_onnx:
         more, produced = quantize.stages_for(ctx.config)
         stages += more
         onnx_artifacts += produced
@@ -201,15 +203,19 @@ def plan(ctx: RunContext, goal: Goal, explicit_targets: bool = False) -> list[St
     if reaches(goal, Goal.build) and (Target.tensorrt in ctx.config.targets or goal is Goal.build):
         more, engines = build.stages_for(ctx.config, onnx_artifacts, explicit_targets or goal is Goal.build)
         stages += more
+    packages: list[str] = []  # a package whose compile fails is left out downstream: the others go on
+    if reaches(goal, Goal.build):
+        more, packages = inductor.stages_for(ctx.config)
+        stages += more
     run_configs: list[str] = []
     if reaches(goal, Goal.verify) and goal is not Goal.build and tune.planned(ctx.config):
         tuned = [a for a in onnx_artifacts if a in tune.TUNED]
         stages.append(tune.TuneStage(tuple(tuned)))
         run_configs = [tune.run_config_name(a) for a in tuned]
     if reaches(goal, Goal.verify) and goal is not Goal.build:
-        stages.append(VerifyStage(tuple(onnx_artifacts + engines)))
+        stages.append(VerifyStage(tuple(onnx_artifacts + engines), wants=tuple(packages)))
     if reaches(goal, Goal.bench) and (goal is Goal.bench or ctx.config.bench.enabled):
-        stages += bench.stages_for(ctx.config, onnx_artifacts + engines, run_configs)
+        stages += bench.stages_for(ctx.config, onnx_artifacts + engines, run_configs, packages)
     return stages
 
 

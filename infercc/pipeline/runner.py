@@ -37,6 +37,7 @@ class RunResult:
     cached: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)  # taken from the shared cache (--cache)
+    errors: list[InferccError] = field(default_factory=list)  # stages that failed alone; the run went on
 
     @property
     def records(self) -> list[StageRecord]:
@@ -122,7 +123,7 @@ def run_stages(
             raise StageError(
                 f"Stage {stage.name} needs {', '.join(missing)}, which no earlier stage produced."
             )
-        inputs = {n: available[n] for n in stage.needs}
+        inputs = {n: available[n] for n in (*stage.needs, *getattr(stage, "wants", ())) if n in available}
         key = stage_key(stage, ctx, inputs)
         previous = manifest.stages.get(stage.name)
         if previous is not None and previous.key == key and previous.status == "done" and not ctx.force:
@@ -140,8 +141,10 @@ def run_stages(
                 available.update({a.name: a for a in record.outputs})
                 result.restored.append(stage.name)
                 continue
-        record = _run_one(stage, ctx, inputs, key, manifest)
-        if cache is not None:
+        record, error = _run_one(stage, ctx, inputs, key, manifest)
+        if error is not None:
+            result.errors.append(error)
+        if cache is not None and error is None:
             cache.store(stage, key, record, out)
             _report_cache_warnings(cache, ctx)
         if record.status == "skipped":
@@ -173,7 +176,7 @@ def _report_cache_warnings(cache: ArtifactCache, ctx: RunContext) -> None:
 
 def _run_one(
     stage: Stage, ctx: RunContext, inputs: dict[str, ArtifactRecord], key: str, manifest: Manifest
-) -> StageRecord:
+) -> tuple[StageRecord, InferccError | None]:
     ctx.events.stage_started(stage.name, stage.description)
     started, clock = now_iso(), time.perf_counter()
     try:
@@ -193,22 +196,24 @@ def _run_one(
         manifest.save(ctx.out)
         ctx.events.stage_finished(record, cached=False)
         raise
+    failed = output.error
     record = StageRecord(
         name=stage.name,
         key=key,
-        status="skipped" if output.skipped else "done",
+        status="failed" if failed else "skipped" if output.skipped else "done",
         started=started,
         duration_s=round(time.perf_counter() - clock, 3),
         inputs={n: a.sha256 for n, a in inputs.items()},
-        outputs=[_record(ctx.out, art) for art in output.artifacts],
+        outputs=[] if failed else [_record(ctx.out, art) for art in output.artifacts],
         metrics=output.metrics,
         notes=output.notes + ([output.skipped] if output.skipped else []),
         config_sha256=manifest.config_sha256,
+        error=failed.message if failed else None,
     )
     manifest.stages[stage.name] = record
     manifest.save(ctx.out)
     ctx.events.stage_finished(record, cached=False)
-    return record
+    return record, failed
 
 
 def _record(out: Path, art: Any) -> ArtifactRecord:

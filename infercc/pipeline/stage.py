@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from infercc.config import CompileConfig, Precision
+from infercc.errors import InferccError
 from infercc.models.sources import ModelSource
 from infercc.pipeline.manifest import ArtifactRecord, StageRecord
 from infercc.shapes import ShapeRange
@@ -30,6 +31,9 @@ class StageOutput:
     metrics: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     skipped: str | None = None  # reason, when the stage could not run here (e.g. runtime not installed)
+    # a failure of this stage alone (one target of several): recorded as failed, the run goes on, and the
+    # command exits with its code at the end
+    error: InferccError | None = None
 
 
 class Events(Protocol):
@@ -109,6 +113,8 @@ class Stage(Protocol):
     name      unique in a run (export, simplify, quantize-int8, build-fp16, verify, bench)
     version   bump when the stage's behaviour changes: it is part of the cache key
     needs     names of upstream artifacts it consumes
+    wants     (optional attribute) artifacts it uses when an earlier stage produced them (a target that
+              failed on its own leaves them out)
     settings  what besides its inputs changes its outputs (part of the key)
     tools     modules whose installed versions are part of the key
     portable  optional ClassVar[bool]: True when the outputs do not depend on the machine, so --cache shares

@@ -69,9 +69,10 @@ def build_report(out: Path, manifest: Any, config: Any) -> dict[str, Any]:
             "size": a.size,
             "sha256": a.sha256,
             **({"from_other_config": True} if a.name in foreign else {}),
+            **_package_marks(a),
         }
         for a in manifest.artifacts().values()
-        if a.kind in ("onnx", "engine")
+        if a.kind in ("onnx", "engine", "inductor")
     ]
     verify = _verify_section(manifest.stages.get("verify"))
     bench = _bench_section(manifest.stages.get("bench"))
@@ -110,6 +111,21 @@ def _status(verify: dict[str, Any] | None, stages: list[dict[str, Any]], manifes
     return "budget missed" if missed else "ok"
 
 
+def _package_marks(artifact: Any) -> dict[str, Any]:
+    """What the report marks on an AOTInductor package: the shapes it is valid for when torch.export
+    specialised a dimension declared dynamic, and whether it loads on this machine."""
+    meta = artifact.meta or {}
+    marks: dict[str, Any] = {}
+    if meta.get("specialized"):
+        marks["specialized"] = [s.get("message") for s in meta["specialized"]]
+        marks["valid_shapes"] = meta.get("valid_shapes")
+    if meta.get("loadable") is False:
+        marks["not_loadable"] = meta.get("load_error")
+    if meta.get("device"):
+        marks["device"] = meta["device"]
+    return marks
+
+
 def _verify_section(record: Any) -> dict[str, Any] | None:
     if record is None or record.status != "done":
         return None
@@ -132,6 +148,7 @@ def _verify_section(record: Any) -> dict[str, Any] | None:
                     "failures",
                     "budget",
                     "seconds",
+                    "notes",
                 )
             }
             for r in m.get("results", [])
@@ -257,7 +274,7 @@ def select(verify: dict[str, Any] | None, bench: dict[str, Any] | None, config: 
     section["batch"] = batch
     runtimes: dict[str, list[dict[str, Any]]] = {}
     for r in bench["results"]:
-        if r["artifact"] != "pytorch":
+        if not _is_reference(r):
             runtimes.setdefault(r["runtime"], []).append(r)
     for runtime, entries in runtimes.items():
         candidates, others = [], []
@@ -309,8 +326,19 @@ def select(verify: dict[str, Any] | None, bench: dict[str, Any] | None, config: 
         row["others"] = sorted(others, key=lambda o: o.get("p50_ms") or math.inf)
         row["device"] = entries[0].get("device")
         section["runtimes"].append(row)
-    section["devices"] = select_per_device(section["runtimes"])
+    section["devices"] = merge_device_picks(
+        select_per_device(section["runtimes"]), select_devices(verify, bench, budget, batch)
+    )
     return section
+
+
+def merge_device_picks(picks: list[dict[str, Any]], across: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per device: the pick over the runtimes' own picks (artifact, runtime, p50_ms, others), with
+    the pick across backends beside it (chosen, ratios to eager and torch.compile, verdict, the table)."""
+    by_device = {p["device"]: p for p in picks}
+    merged = [{**entry, **by_device.get(entry["device"], {})} for entry in across]
+    merged += [p for p in picks if p["device"] not in {e["device"] for e in across}]
+    return merged
 
 
 def select_per_device(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -343,6 +371,132 @@ def select_per_device(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return picks
+
+
+# --- selection across backends, per device ------------------------------------------------------------------
+
+BACKENDS = (("onnxruntime", "onnxruntime"), ("tensorrt", "tensorrt"), ("inductor", "inductor"))
+
+
+def _is_reference(entry: dict[str, Any]) -> bool:
+    """PyTorch eager and the torch.compile peer are timed for comparison, never selected."""
+    return entry["artifact"] in ("pytorch", "torch.compile") or entry.get("role") in ("baseline", "peer")
+
+
+def backend_of(runtime: str) -> str:
+    return next((b for prefix, b in BACKENDS if runtime.startswith(prefix)), runtime)
+
+
+def select_devices(
+    verify: dict[str, Any] | None, bench: dict[str, Any], budget: dict[str, Any], batch: int
+) -> list[dict[str, Any]]:
+    """Per device: at every benched batch, the fastest artifact of any backend within the accuracy budget, a
+    backend x precision x batch table saying why each other candidate lost, and the chosen one's ratio to
+    PyTorch eager and to torch.compile on that device."""
+    devices: dict[str, list[dict[str, Any]]] = {}
+    for r in bench["results"]:
+        devices.setdefault(r.get("device") or "cpu", []).append(r)
+    sections = []
+    for device, entries in sorted(devices.items()):
+        candidates = [e for e in entries if not _is_reference(e)]
+        if not candidates:
+            continue
+        rows: list[dict[str, Any]] = []
+        per_batch: dict[str, dict[str, Any]] = {}
+        for b in [str(x) for x in bench.get("batch_sizes") or [batch]]:
+            chosen, table = _pick(verify, candidates, budget, b)
+            rows += table
+            per_batch[b] = _headline(device, int(b), chosen, entries)
+        head = per_batch.get(str(batch)) or next(iter(per_batch.values()))
+        sections.append({"device": device, **head, "batches": per_batch, "table": rows})
+    return sections
+
+
+def _pick(
+    verify: dict[str, Any] | None, candidates: list[dict[str, Any]], budget: dict[str, Any], batch: str
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    rows, ok = [], []
+    for e in candidates:
+        stats = (e.get("batches") or {}).get(batch) or {}
+        row = {
+            "backend": backend_of(e["runtime"]),
+            "precision": e.get("precision") or "fp32",
+            "batch": int(batch),
+            "artifact": e["artifact"],
+            "runtime": e["runtime"],
+            "p50_ms": stats.get("p50_ms"),
+            "vs_eager": stats.get("speedup"),
+            "vs_compile": stats.get("vs_compile"),
+        }
+        miss = _budget_miss(_accuracy(verify, e["artifact"], e["runtime"]), budget)
+        if e.get("error") or "p50_ms" not in stats:
+            row["reason"] = f"not timed: {e.get('error') or stats.get('error') or 'no figure at this batch'}"
+        elif miss:
+            row["reason"] = miss
+        else:
+            ok.append(row)
+        rows.append(row)
+    ok.sort(key=lambda r: r["p50_ms"])
+    if ok:
+        best = ok[0]
+        best["chosen"] = True
+        best["reason"] = "fastest within the accuracy budget"
+        for r in ok[1:]:
+            r["reason"] = (
+                f"within budget but slower: {r['p50_ms']:.3g} ms vs {best['p50_ms']:.3g} ms "
+                f"({best['artifact']} on {best['runtime']}, {r['p50_ms'] / best['p50_ms']:.2f}x)"
+            )
+    return (ok[0] if ok else None), sorted(
+        rows, key=lambda r: r["p50_ms"] if r["p50_ms"] is not None else math.inf
+    )
+
+
+def _headline(
+    device: str, batch: int, chosen: dict[str, Any] | None, entries: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The chosen artifact with its ratios, and the verdict against torch.compile in plain words."""
+
+    def p50_of(name: str) -> float | None:
+        e = next((e for e in entries if e["artifact"] == name), None)
+        return ((e or {}).get("batches") or {}).get(str(batch), {}).get("p50_ms")
+
+    eager, compiled = p50_of("pytorch"), p50_of("torch.compile")
+    head: dict[str, Any] = {
+        "batch": batch,
+        "chosen": None,
+        "eager_p50_ms": eager,
+        "compile_p50_ms": compiled,
+        "vs_eager": None,
+        "vs_compile": None,
+    }
+    if chosen is None:
+        head["verdict"] = f"no artifact on {device} is within the accuracy budget at batch {batch}" + (
+            f"; torch.compile runs at {compiled:.3g} ms" if compiled else ""
+        )
+        return head
+    ms = chosen["p50_ms"]
+    head.update(
+        chosen={k: chosen[k] for k in ("artifact", "runtime", "backend", "precision", "p50_ms")},
+        vs_eager=eager / ms if eager else None,
+        vs_compile=compiled / ms if compiled else None,
+    )
+    name = f"{chosen['artifact']} on {chosen['runtime']}"
+    if compiled is None:
+        head["verdict"] = (
+            f"{name} is the fastest artifact on {device} at batch {batch} (torch.compile not timed)"
+        )
+    elif compiled < ms:
+        head["verdict"] = (
+            f"torch.compile is faster than every artifact infercc built for {device} at batch {batch}: "
+            f"{compiled:.3g} ms against {ms:.3g} ms for the best, {name} ({ms / compiled:.2f}x slower). "
+            "On this device, running the model under torch.compile beats deploying any of these artifacts."
+        )
+    else:
+        head["verdict"] = (
+            f"{name} beats torch.compile on {device} at batch {batch}: {ms:.3g} ms against {compiled:.3g} ms "
+            f"({compiled / ms:.2f}x)"
+        )
+    return head
 
 
 def _budget_miss(acc: dict[str, Any] | None, budget: dict[str, Any]) -> str | None:

@@ -282,14 +282,15 @@ def latency_series(
     series = []
     device = next((r["device"] for r in bench["results"] if r["runtime"] == runtime), "cpu")
     for r in bench["results"]:
-        if r["runtime"] == runtime or (r["artifact"] == "pytorch" and r["device"] == device):
+        reference = r["artifact"] in ("pytorch", "torch.compile")
+        if r["runtime"] == runtime or (reference and r["device"] == device):
             pts = [(int(b), s["p50_ms"]) for b, s in (r.get("batches") or {}).items() if "p50_ms" in s]
-            label = "PyTorch eager" if r["artifact"] == "pytorch" else r["artifact"]
+            label = {"pytorch": "PyTorch eager"}.get(r["artifact"], r["artifact"])
             series.append(
                 {
                     "label": f"{label} on {r['runtime']}",
                     "points": pts,
-                    "dashed": r["artifact"] == "pytorch",
+                    "dashed": reference,
                     "colour": colours.get(r["artifact"]),
                     "marker": markers.get(r["runtime"], "circle"),
                 }
@@ -331,7 +332,7 @@ def accuracy_speed_series(
     batch = str((report.get("selection") or {}).get("batch") or (bench.get("batch_sizes") or [1])[0])
     series = []
     for r in bench.get("results") or []:
-        if r["artifact"] == "pytorch":
+        if r["artifact"] in ("pytorch", "torch.compile"):
             continue
         s = (r.get("batches") or {}).get(batch) or {}
         acc = _accuracy(verify, r["artifact"], r["runtime"])
@@ -396,9 +397,11 @@ def _selection_html(report: dict[str, Any]) -> str:
         + "".join(f"; {_e(o['artifact'])} on {_e(o['runtime'])} {_e(o['reason'])}" for o in d["others"])
         + "</p>"
         for d in sel.get("devices") or []
+        if d.get("artifact")
     )
     return (
-        f"<h2>Selection (batch {sel.get('batch')}, accuracy budget: {_e(budget)})</h2>"
+        _devices_html(sel)
+        + f"<h2>Selection per runtime (batch {sel.get('batch')}, accuracy budget: {_e(budget)})</h2>"
         + picks
         + _table(
             ["runtime", "fastest within budget", "p50 ms", "× PyTorch eager", "why the others lost"],
@@ -413,6 +416,48 @@ def _named(name: str, colours: dict[str, str]) -> str:
     return (swatch(colour) if colour else "") + _e(name)
 
 
+def _devices_html(sel: dict[str, Any]) -> str:
+    """Per device: the pick across every backend, its ratios to eager and torch.compile, and the
+    backend × precision × batch table of candidates with why each lost."""
+    parts = []
+    for d in sel.get("devices") or []:
+        rows = [
+            [
+                _e(r["backend"]),
+                _e(r["precision"]),
+                r["batch"],
+                _e(r["artifact"]),
+                _e(r["runtime"]),
+                _f(r.get("p50_ms")),
+                _f(r.get("vs_eager")),
+                _f(r.get("vs_compile")),
+                ("<b>chosen</b>" if r.get("chosen") else "") or _e(r.get("reason") or ""),
+            ]
+            for r in d["table"]
+        ]
+        parts.append(
+            f"<h2>Selection on {_e(d['device'])} across backends</h2><p><b>{_e(d['verdict'])}</b>. "
+            f"At batch {d['batch']}: {_f(d.get('vs_eager'))}× PyTorch eager, {_f(d.get('vs_compile'))}× torch.compile "
+            "(both timed in this run on this device; above 1 means faster).</p>"
+            + _table(
+                [
+                    "backend",
+                    "precision",
+                    "batch",
+                    "artifact",
+                    "runtime",
+                    "p50 ms",
+                    "× eager",
+                    "× torch.compile",
+                    "verdict",
+                ],
+                rows,
+                {2, 5, 6, 7},
+            )
+        )
+    return "".join(parts)
+
+
 def _artifacts_html(report: dict[str, Any], colours: dict[str, str]) -> str:
     rows = [
         [
@@ -422,6 +467,7 @@ def _artifacts_html(report: dict[str, Any], colours: dict[str, str]) -> str:
             _e(a["kind"]),
             _e(a.get("precision") or "-"),
             _size(a["size"]),
+            "<br>".join(_e(m) for m in artifact_marks(a)) or "",
         ]
         for a in report["artifacts"]
     ]
@@ -436,10 +482,18 @@ def _artifacts_html(report: dict[str, Any], colours: dict[str, str]) -> str:
     ]
     return (
         "<h2>Artifacts</h2>"
-        + _table(["artifact", "file", "kind", "precision", "size"], rows, {4})
+        + _table(["artifact", "file", "kind", "precision", "size", "marks"], rows, {4})
         + "<h2>Stage timings</h2>"
         + _table(["stage", "status", "seconds", "notes"], stage_rows, {2})
     )
+
+
+def artifact_marks(artifact: dict[str, Any]) -> list[str]:
+    """Specialised dimensions (valid only on some shapes) and 'not loadable here' of an inductor package."""
+    marks = [f"valid only on some shapes: {m}" for m in artifact.get("specialized") or []]
+    if artifact.get("not_loadable"):
+        marks.append(f"built, not loadable on this machine: {artifact['not_loadable']}")
+    return marks
 
 
 def _verify_html(verify: dict[str, Any] | None, colours: dict[str, str]) -> str:
@@ -523,6 +577,7 @@ def _bench_html(report: dict[str, Any]) -> str:
                     _f(s["p99_ms"]),
                     _f(s.get("throughput"), 4),
                     _ratio(s),
+                    _f(s.get("vs_compile")),
                     f"{s['spread']:.1%}",
                     _f(s.get("h2d_ms")),
                     _size(r.get("peak_rss_delta")),
@@ -530,7 +585,9 @@ def _bench_html(report: dict[str, Any]) -> str:
                     _size(r.get("file_size")),
                 ]
             )
-    runtimes = sorted({r["runtime"] for r in bench["results"] if r["artifact"] != "pytorch"})
+    runtimes = sorted(
+        {r["runtime"] for r in bench["results"] if r["artifact"] not in ("pytorch", "torch.compile")}
+    )
     sweep = len(bench.get("batch_sizes") or []) > 1
     plots = []
     for rt in runtimes:
@@ -577,8 +634,9 @@ def _bench_html(report: dict[str, Any]) -> str:
     return (
         "<h2>Speed</h2>"
         f"<p>Threads: {_e(bench.get('threads') or 'default')}; timing: {_e('; '.join(timing))}. "
-        "× PyTorch eager is measured in the same run on the same device.</p>"
+        "× PyTorch eager and × torch.compile are measured in the same run on the same device.</p>"
         + (f"<p>Shapes timed: {_e(shapes)}.</p>" if shapes else "")
+        + _compile_times_html(bench)
         + _table(
             [
                 "artifact",
@@ -591,6 +649,7 @@ def _bench_html(report: dict[str, Any]) -> str:
                 "p99 ms",
                 "items/s",
                 "× eager",
+                "× torch.compile",
                 "spread",
                 "H2D ms",
                 "RSS added",
@@ -598,7 +657,7 @@ def _bench_html(report: dict[str, Any]) -> str:
                 "file",
             ],
             rows,
-            set(range(2, 15)),
+            set(range(2, 16)),
         )
         + footnotes(["p50 ms", "items/s", "× eager", "spread", "H2D ms", "RSS added", "device mem"])
         + legend_html(report)
@@ -608,6 +667,20 @@ def _bench_html(report: dict[str, Any]) -> str:
         + f"<p class=muted>bench: {_f(oh.get('total_s'))} s, of which {_f(oh.get('own_share'))} outside the "
         "runtimes' own calls.</p>"
     )
+
+
+def compile_times(bench: dict[str, Any]) -> list[str]:
+    """'torch.compile on torch-compile-cpu compiled batch 1x16 in 12.3 s' for every peer shape."""
+    return [
+        f"torch.compile on {r['runtime']} compiled input {shape} in {seconds:.1f} s"
+        for r in bench.get("results") or []
+        for shape, seconds in (r.get("compile_s") or {}).items()
+    ]
+
+
+def _compile_times_html(bench: dict[str, Any]) -> str:
+    times = compile_times(bench)
+    return f"<p>{'; '.join(_e(t) for t in times)}.</p>" if times else ""
 
 
 def _floor_html(floor: dict[str, Any] | None) -> str:
@@ -647,15 +720,37 @@ def _env_html(report: dict[str, Any]) -> str:
 # --- Markdown ----------------------------------------------------------------------------------------------
 
 
+def device_selection_markdown(sel: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for d in sel.get("devices") or []:
+        lines += [
+            f"**Selection on {d['device']}** (batch {d['batch']}): {d['verdict']}. "
+            f"Ratio to PyTorch eager {_f(d.get('vs_eager'))}×, to torch.compile {_f(d.get('vs_compile'))}× "
+            "(above 1: faster).",
+            "",
+            "| backend | precision | batch | artifact | runtime | p50 ms | × eager | × torch.compile | verdict |",
+            "|---|---|---:|---|---|---:|---:|---:|---|",
+        ]
+        for r in d["table"]:
+            verdict = "**chosen**" if r.get("chosen") else r.get("reason") or ""
+            lines.append(
+                f"| {r['backend']} | {r['precision']} | {r['batch']} | {r['artifact']} | {r['runtime']} | "
+                f"{_f(r.get('p50_ms'))} | {_f(r.get('vs_eager'))} | {_f(r.get('vs_compile'))} | {verdict} |"
+            )
+        lines.append("")
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"## infercc: {report['model'].get('source')} — {'✅ ok' if report['status'] == 'ok' else '❌ failed'}",
         "",
     ]
     sel = report.get("selection") or {}
+    lines += device_selection_markdown(sel)
     if sel.get("runtimes"):
-        lines += [f"**Selection** (batch {sel.get('batch')}):", ""]
-        for d in sel.get("devices") or []:
+        lines += [f"**Selection per runtime** (batch {sel.get('batch')}):", ""]
+        for d in [d for d in sel.get("devices") or [] if d.get("artifact")]:
             lines.append(
                 f"- pick for {d['device']}: **{d['artifact']}** on `{d['runtime']}` {_f(d['p50_ms'])} ms"
             )
@@ -666,6 +761,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"- `{r['runtime']}`: {chosen}{sp}")
             lines += [f"  - {o['artifact']}: {o['reason']}" for o in r["others"]]
         lines.append("")
+    for a in report.get("artifacts") or []:
+        lines += [f"- `{a['name']}`: {m}" for m in artifact_marks(a)]
     verify = report.get("verify")
     if verify:
         lines += [
@@ -690,16 +787,18 @@ def render_markdown(report: dict[str, Any]) -> str:
     bench = report.get("bench")
     if bench:
         lines += [
-            "| artifact | runtime | batch | p50 ms | p90 ms | p99 ms | items/s | × eager | spread |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| artifact | runtime | batch | p50 ms | p90 ms | p99 ms | items/s | × eager | × torch.compile | spread |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in bench["results"]:
             for b, s in (r.get("batches") or {}).items():
                 if "p50_ms" in s:
                     lines.append(
                         f"| {r['artifact']} | {r['runtime']} | {b} | {_f(s['p50_ms'])} | {_f(s['p90_ms'])} | "
-                        f"{_f(s['p99_ms'])} | {_f(s.get('throughput'), 4)} | {_ratio(s)} | {s['spread']:.1%} |"
+                        f"{_f(s['p99_ms'])} | {_f(s.get('throughput'), 4)} | {_ratio(s)} | {_f(s.get('vs_compile'))} | "
+                        f"{s['spread']:.1%} |"
                     )
+        lines += [f"- {t}" for t in compile_times(bench)]
         lines += [f"- ⚠ {w}" for w in (bench.get("warnings") or [])]
         shapes = "; ".join(
             f"batch {b}: " + ", ".join(f"{n} {d}" for n, d in dims.items())

@@ -4,7 +4,9 @@ A runtime is a context manager: it loads its artifact on enter and frees it on e
     io_spec()                      -> the inputs and outputs it expects
     infer(feeds)                   -> {output name: numpy array}
     time_infer(feeds, iters, warmup) -> seconds per iteration, device-synchronised
-`status()` says whether the runtime can run here, importing nothing heavy.
+`status()` says whether the runtime can run here, importing nothing heavy. Newer adapters also declare, as
+class attributes, `device` ("cpu"/"cuda"), `timing` ("wall-clock"/"cuda-events") and `capabilities` (a
+frozenset such as {"dynamic-shapes", "cuda-graphs", "peer"}).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class RuntimeStatus:
 @runtime_checkable
 class Runtime(Protocol):
     name: ClassVar[str]
-    artifact_kinds: ClassVar[tuple[str, ...]]  # "onnx", "engine", "torch"
+    artifact_kinds: ClassVar[tuple[str, ...]]  # "onnx", "engine", "inductor", "torch", "torch-compile"
 
     @classmethod
     def status(cls) -> RuntimeStatus: ...
@@ -68,6 +70,13 @@ register("onnxruntime-cpu", "infercc.runtimes.onnxrt:OrtCPU")
 register("onnxruntime-cuda", "infercc.runtimes.onnxrt:OrtCUDA")
 register("tensorrt", "infercc.runtimes.tensorrt:TensorRTRuntime")
 register("openvino-cpu", "infercc.openvino.runtime:OpenVINOCPU")
+register("inductor-cpu", "infercc.inductor.runtime:InductorCPU")
+register("inductor-cuda", "infercc.inductor.runtime:InductorCUDA")
+register("torch-compile-cpu", "infercc.inductor.peer:TorchCompileCPU")
+register("torch-compile-cuda", "infercc.inductor.peer:TorchCompileCUDA")
+
+# kinds of artifact files the pipeline writes; a runtime declares which of them it runs
+ARTIFACT_KINDS = ("onnx", "engine", "inductor")
 
 
 def registry_target(name: str) -> str:
@@ -125,8 +134,9 @@ def runs_artifact(runtime: str, cls: type, art: Any) -> bool:
     return art.kind in cls.artifact_kinds and (not only or runtime in only)
 
 
-def candidate_runtimes(wanted: list[str], kinds: tuple[str, ...] = ("onnx", "engine")) -> list[str]:
-    """The configured runtimes, or every registered runtime that runs ONNX files or engines."""
+def candidate_runtimes(wanted: list[str], kinds: tuple[str, ...] = ARTIFACT_KINDS) -> list[str]:
+    """The configured runtimes, or every registered runtime that runs artifact files (ONNX, engines,
+    AOTInductor packages)."""
     if wanted:
         return list(wanted)
     names = []

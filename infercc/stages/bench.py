@@ -30,12 +30,22 @@ from infercc.runtimes.isolation import IsolatedRuntime, RuntimeCrashed
 from infercc.stages.verify import Clock, opened
 
 BASELINES = {"cpu": "pytorch-cpu", "cuda": "pytorch-cuda"}
+PEERS = {"cpu": "torch-compile-cpu", "cuda": "torch-compile-cuda"}
+BASELINE, PEER = "pytorch", "torch.compile"  # entry names of PyTorch eager and of the torch.compile peer
 
 
 def stages_for(
-    config: CompileConfig, artifacts: list[str], run_configs: list[str] | None = None
+    config: CompileConfig,
+    artifacts: list[str],
+    run_configs: list[str] | None = None,
+    wants: list[str] | None = None,
 ) -> list[Stage]:
-    return [BenchStage(tuple(artifacts), tuple(run_configs or ()))]
+    return [BenchStage(tuple(artifacts), tuple(run_configs or ()), tuple(wants or ()))]
+
+
+def is_reference(entry: dict[str, Any]) -> bool:
+    """PyTorch eager or the torch.compile peer: timed for comparison, never selected."""
+    return entry["artifact"] in (BASELINE, PEER)
 
 
 def runtime_device(name: str) -> str:
@@ -171,6 +181,13 @@ def new_entry(subject: Subject, cfg: BenchConfig) -> dict[str, Any]:
         "batches": {},
         "notes": [],
         "error": None,
+        **(
+            {"role": "peer"}
+            if subject.name == PEER
+            else {"role": "baseline"}
+            if subject.name == BASELINE
+            else {}
+        ),
     }
 
 
@@ -284,6 +301,8 @@ def _finish_entry(item: Live) -> None:
     entry["timing"] = getattr(runtime, "timing", "wall-clock")
     if getattr(runtime, "run_settings", None):  # threads, hints, precision the runtime compiled with
         entry["runtime_settings"] = dict(runtime.run_settings)
+    if getattr(runtime, "compile_s", None):
+        entry["compile_s"] = {b: round(v, 3) for b, v in runtime.compile_s.items()}
     entry["notes"] += list(dict.fromkeys(getattr(runtime, "notes", [])))
     used = _device_memory(runtime)
     if used is not None:
@@ -312,6 +331,13 @@ def compare_with_baseline(entries: list[dict[str, Any]]) -> None:
         for b, s in e["batches"].items()
         if "p50_ms" in s
     }
+    peer = {
+        (e["device"], b): s
+        for e in entries
+        if e["artifact"] == PEER
+        for b, s in e["batches"].items()
+        if "p50_ms" in s
+    }
     for e in entries:
         for b, stats in e["batches"].items():
             ref = base.get((e["device"], b))
@@ -323,6 +349,15 @@ def compare_with_baseline(entries: list[dict[str, Any]]) -> None:
                 stats["disturbed"] = why
             else:
                 stats["speedup"] = ref["p50_ms"] / stats["p50_ms"]
+            compiled = peer.get((e["device"], b))
+            if (
+                compiled
+                and e["artifact"] != PEER
+                and not stats.get("disturbed")
+                and not compiled.get("disturbed")
+            ):
+                stats["vs_compile"] = compiled["p50_ms"] / stats["p50_ms"]  # > 1: faster than torch.compile
+                stats["compile_p50_ms"] = compiled["p50_ms"]
 
 
 def disturbed_batches(entries: list[dict[str, Any]]) -> list[str]:
@@ -376,16 +411,22 @@ class BenchStage:
     version: ClassVar[str] = "2"
     description = "Benchmark artifacts against PyTorch eager"
 
-    def __init__(self, artifact_names: tuple[str, ...], run_configs: tuple[str, ...] = ()) -> None:
-        self.artifact_names = tuple(artifact_names)
+    def __init__(
+        self, artifact_names: tuple[str, ...], run_configs: tuple[str, ...] = (), wants: tuple[str, ...] = ()
+    ) -> None:
+        self.artifact_names = (*artifact_names, *wants)
         self.run_configs = tuple(run_configs)  # tuned ONNX Runtime CUDA options (stages.tune)
-        self.needs: tuple[str, ...] = ("reference", *self.artifact_names, *self.run_configs)
+        self.needs: tuple[str, ...] = ("reference", *artifact_names, *self.run_configs)
+        self.wants = tuple(wants)  # optional: an AOTInductor package whose compile failed is left out
 
     def settings(self, ctx: RunContext) -> dict[str, Any]:
-        return {
+        settings: dict[str, Any] = {
             "bench": ctx.config.bench.model_dump(mode="json"),
             "runtimes": candidate_runtimes(ctx.config.bench.runtimes),
         }
+        if ctx.config.bench.peers and not ctx.source.is_onnx:
+            settings["peer_source"] = ctx.source_hash  # the peer compiles the model itself
+        return settings
 
     def tools(self) -> tuple[str, ...]:
         return ("onnxruntime", "onnxruntime-gpu", "numpy", "torch", "tensorrt", "tensorrt_rtx_bindings")
@@ -453,8 +494,12 @@ class BenchStage:
             if runtime_name == "onnxruntime-cuda":
                 options["cuda_graph"] = cfg.cuda_graph
             for name in self.artifact_names:
-                art = inputs[name]
-                if runs_artifact(runtime_name, cls, art):
+                art = inputs.get(name)
+                if (
+                    art is not None
+                    and runs_artifact(runtime_name, cls, art)
+                    and art.meta.get("loadable") is not False
+                ):
                     devices.add(runtime_device(runtime_name))
                     tuned = _tuned_options(ctx, inputs, name) if runtime_name == "onnxruntime-cuda" else {}
                     subjects.append(
@@ -467,6 +512,8 @@ class BenchStage:
                             {**options, **tuned},
                         )
                     )
+        if cfg.peers and not ctx.source.is_onnx:
+            subjects += self._peers(ctx, devices, skipped)
         if cfg.baseline and not ctx.source.is_onnx:
             for device in sorted(devices):
                 runtime_name = BASELINES[device]
@@ -486,6 +533,26 @@ class BenchStage:
                     ),
                 )
         return subjects, skipped
+
+    def _peers(self, ctx: RunContext, devices: set[str], skipped: list[dict[str, str]]) -> list[Subject]:
+        """torch.compile on each device the artifacts run on (bench.peers)."""
+        cfg = ctx.config.bench
+        peers = []
+        for device in sorted(devices):
+            runtime_name = PEERS[device]
+            _, reason = probe(runtime_name)
+            if reason:
+                skipped.append({"runtime": runtime_name, "reason": reason})
+                continue
+            options = {
+                "source": ctx.source.spec,
+                "model": ctx.config.model.model_dump(mode="json"),
+                "input_names": ctx.input_names,
+                "compile_budget_s": cfg.peer_compile_s,
+                "threads": cfg.threads,
+            }
+            peers.append(Subject(PEER, runtime_name, None, None, None, options))
+        return peers
 
 
 def _tuned_options(ctx: RunContext, inputs: dict[str, ArtifactRecord], artifact: str) -> dict[str, Any]:
@@ -533,8 +600,8 @@ def _brief(entries: list[dict[str, Any]], sizes: list[int], shapes: dict[str, di
     for e in entries:
         s = e["batches"].get(batch, {})
         if "p50_ms" in s:
-            ratio = f" ({s['speedup']:.2f}x)" if "speedup" in s and e["artifact"] != "pytorch" else ""
-            ratio = " (disturbed)" if s.get("disturbed") and e["artifact"] != "pytorch" else ratio
+            ratio = f" ({s['speedup']:.2f}x)" if "speedup" in s and e["artifact"] != BASELINE else ""
+            ratio = " (disturbed)" if s.get("disturbed") and e["artifact"] != BASELINE else ratio
             parts.append(
                 f"{e['artifact']}@{e['runtime'].replace('onnxruntime', 'ort')} {s['p50_ms']:.3g} ms{ratio}"
             )

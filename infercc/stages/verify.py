@@ -27,7 +27,7 @@ from infercc.pipeline.stage import RunContext, StageOutput
 from infercc.runtimes.base import candidate_runtimes, runs_artifact, usable_runtimes
 from infercc.runtimes.isolation import RuntimeCrashed, open_runtime
 
-ARTIFACT_KINDS = ("onnx", "engine")
+ARTIFACT_KINDS = ("onnx", "engine", "inductor")
 SUMMARY_KEYS = ("max_abs", "max_rel", "mean_abs", "cosine", "snr_db", "nan", "inf", "top1", "top5")
 
 
@@ -114,9 +114,10 @@ class VerifyStage:
     version: ClassVar[str] = "9"
     description = "Verify artifacts against the reference"
 
-    def __init__(self, artifact_names: tuple[str, ...]) -> None:
-        self.artifact_names = tuple(artifact_names)
-        self.needs: tuple[str, ...] = ("reference", *self.artifact_names)
+    def __init__(self, artifact_names: tuple[str, ...], wants: tuple[str, ...] = ()) -> None:
+        self.artifact_names = (*artifact_names, *wants)
+        self.needs: tuple[str, ...] = ("reference", *artifact_names)
+        self.wants = tuple(wants)  # used when produced (a failed inductor compile leaves its package out)
 
     def settings(self, ctx: RunContext) -> dict[str, Any]:
         cfg = ctx.config
@@ -152,26 +153,32 @@ class VerifyStage:
         ]  # wide sets the reference cannot answer are left out
         results: list[dict[str, Any]] = []
         handled: set[str] = set()
+        unverified_reasons: dict[str, str] = {}
         usable, skipped = usable_runtimes(cfg.runtimes, "verify.runtimes")
         for runtime_name, cls in usable:
             for name in self.artifact_names:
-                art = inputs[name]
-                if not runs_artifact(runtime_name, cls, art):
+                art = inputs.get(name)
+                if art is None or not runs_artifact(runtime_name, cls, art):
                     continue
                 handled.add(name)
+                chosen, why_not = sets_within(art, sets_for(art, sets))
+                if why_not:
+                    unverified_reasons[name] = why_not
+                    continue
                 ctx.progress(self.name, len(results), None, f"{name} on {runtime_name}")
-                results.append(
-                    verify_one(ctx.config, ctx.path(art.path), art, runtime_name, sets_for(art, sets), clock)
-                )
+                results.append(verify_one(ctx.config, ctx.path(art.path), art, runtime_name, chosen, clock))
+                if len(chosen) < len(sets_for(art, sets)):
+                    results[-1]["notes"] = [restricted_note(art, sets_for(art, sets), chosen)]
         unverified = [
-            {"artifact": n, "reason": "no available runtime runs it"}
+            {"artifact": n, "reason": unverified_reasons.get(n, "no available runtime runs it")}
             for n in self.artifact_names
-            if n not in handled
+            if n in inputs and (n not in handled or n in unverified_reasons)
         ]
         failures = [f for r in results for f in r["failures"]]
         notes = [f"skipped runtime {s['runtime']}: {s['reason']}" for s in skipped]
         notes += [f"not verified: {u['artifact']} ({u['reason']})" for u in unverified]
         notes += reference_notes
+        notes += [f"{r['artifact']} on {r['runtime']}: {n}" for r in results for n in r.get("notes", [])]
         return StageOutput(
             metrics={
                 "passed": not failures,
@@ -211,6 +218,31 @@ def _brief(results: list[dict[str, Any]], skipped: list[dict[str, str]], failure
     if skipped:
         text += f"; skipped {', '.join(s['runtime'] for s in skipped)}"
     return text
+
+
+def sets_within(art: ArtifactRecord, sets: list[InputSet]) -> tuple[list[InputSet], str | None]:
+    """The sets an artifact can run (a package whose dimension torch.export specialised accepts only some
+    shapes), or why it cannot be verified here at all."""
+    if art.meta.get("loadable") is False:
+        return [], f"built, not loadable on this machine: {art.meta.get('load_error')}"
+    valid = art.meta.get("valid_shapes")
+    if not valid:
+        return sets, None
+    from infercc.inductor.export import within
+
+    kept = [s for s in sets if within(valid, s.feeds) is None]
+    if not kept:
+        return [], "no input set has a shape the package accepts (see the specialised dimensions)"
+    return kept, None
+
+
+def restricted_note(art: ArtifactRecord, sets: list[InputSet], kept: list[InputSet]) -> str:
+    kept_ids = {id(s) for s in kept}
+    left_out = [s.label for s in sets if id(s) not in kept_ids]
+    return (
+        f"verified only where the package is valid: {len(kept)} of {len(sets)} input sets "
+        f"(left out {', '.join(left_out[:6])}{' ...' if len(left_out) > 6 else ''})"
+    )
 
 
 def sets_for(art: ArtifactRecord, sets: list[InputSet]) -> list[InputSet]:
