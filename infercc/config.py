@@ -32,6 +32,7 @@ class Precision(StrEnum):
     fp32 = "fp32"
     fp16 = "fp16"
     int8 = "int8"
+    bf16 = "bf16"  # OpenVINO CPU inference precision (AMX / AVX512-BF16); the file stays an FP32 graph
 
 
 class Target(StrEnum):
@@ -444,6 +445,10 @@ def _default_tolerances() -> dict[Precision, Tolerance]:
             atol=1e-1, rtol=5e-2, statistic=Statistic.quantile, quantile=0.99, min_cosine=0.999
         ),
         Precision.int8: Tolerance(min_cosine=0.98, min_top1=0.9),
+        # BF16 keeps 8 mantissa bits (FP16: 11): the same statistic as FP16, with room for 8x the rounding error
+        Precision.bf16: Tolerance(
+            atol=2.5e-1, rtol=1e-1, statistic=Statistic.quantile, quantile=0.99, min_cosine=0.995
+        ),
     }
 
 

@@ -144,7 +144,12 @@ LockWaitOpt = Annotated[
 ]
 PrecisionOpt = Annotated[
     str | None,
-    typer.Option("--precision", "-p", help="Comma-separated: fp32,fp16,int8.", rich_help_panel=PRECISION),
+    typer.Option(
+        "--precision",
+        "-p",
+        help="Comma-separated: fp32,fp16,int8,bf16 (bf16: OpenVINO CPU, where the CPU has BF16).",
+        rich_help_panel=PRECISION,
+    ),
 ]
 CalibOpt = Annotated[
     str | None,

@@ -21,14 +21,20 @@ class Outputs:
     batches: list[dict[str, np.ndarray]]  # the feeds, for tracing NaN/Inf to a node
 
 
-def run_model(path: Path, dataset: Any, threads: int | None = None, limit: int | None = None) -> Outputs:
-    """Run an ONNX file on ONNX Runtime CPU over the dataset's batches."""
-    from infercc.runtimes.onnxrt import OrtCPU
+def run_model(
+    path: Path,
+    dataset: Any,
+    threads: int | None = None,
+    limit: int | None = None,
+    runtime: str = "onnxruntime-cpu",
+) -> Outputs:
+    """Run an ONNX file on a CPU runtime (ONNX Runtime unless told) over the dataset's batches."""
+    from infercc.runtimes.base import get_runtime
 
     collected: dict[str, list[np.ndarray]] = {}
     labels: list[int] | None = []
     feeds = []
-    with OrtCPU(path, threads=threads) as runtime:
+    with get_runtime(runtime, path, threads=threads) as runtime:
         for feed, batch_labels in dataset.labelled_batches(limit):
             for name, value in runtime.infer(feed).items():
                 collected.setdefault(name, []).append(np.asarray(value))

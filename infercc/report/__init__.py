@@ -71,7 +71,7 @@ def build_report(out: Path, manifest: Any, config: Any) -> dict[str, Any]:
             **({"from_other_config": True} if a.name in foreign else {}),
         }
         for a in manifest.artifacts().values()
-        if a.kind in ("onnx", "engine")
+        if a.kind in ("onnx", "onnx-bf16", "engine")
     ]
     verify = _verify_section(manifest.stages.get("verify"))
     bench = _bench_section(manifest.stages.get("bench"))

@@ -79,6 +79,11 @@ def stages_for(
     stages: list[Stage] = []
     engines: list[str] = []
     for precision in config.precisions:
+        if precision is Precision.bf16:
+            stages.append(
+                SkippedBuild("bf16", "bf16 is an OpenVINO CPU precision: no TensorRT engine is built")
+            )
+            continue
         source, fp16_flag, calibrate = route(config, precision)
         from infercc.tensorrt.builder import BuildRequest, Calibration, check_request
 

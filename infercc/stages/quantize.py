@@ -41,6 +41,11 @@ def stages_for(config: CompileConfig) -> tuple[list[Stage], list[str]]:
         fused = enabled(config) and Target.tensorrt not in config.targets
         stages.append(Fp16Stage("fp32-ort" if fused else "fp32"))
         produced.append("fp16")
+    from infercc.stages.bf16 import bf16_stages
+
+    more, made = bf16_stages(config)
+    stages += more
+    produced += made
     if Precision.int8 in config.precisions:
         from infercc.data.sources import effective_sources
 
