@@ -364,6 +364,12 @@ class QuantizeConfig(Strict):
         6, ge=0, description="Accuracy-aware fallback: most re-quantization rounds."
     )
     fallback_nodes_per_step: int = Field(2, ge=1, description="Nodes moved back to FP32 per fallback round.")
+    bias_correction: bool = Field(
+        False,
+        description="Empirical bias correction of the ONNX Runtime INT8 form: shift each quantized Conv/Gemm bias "
+        "by its mean output error against FP32 over the calibration data, layer by layer (before the fallback "
+        "judges the result).",
+    )
     sensitivity_samples: int = Field(
         16, ge=1, description="Calibration samples used to rank layers by quantization error."
     )

@@ -500,6 +500,12 @@ class Int8Stage:
                 exclude_nodes=[*q.exclude_nodes, *fallback],
                 exclude_ops=q.exclude_ops,
             )
+            if q.bias_correction and self.form == "onnxruntime":
+                from infercc.quantization.bias_correction import correct_biases
+
+                info["bias_correction"] = correct_biases(
+                    fp32, out, out, list(calib.batches()), threads=threads
+                )
             outputs = run_model(out, evaluate, threads=threads)
             return info, accuracy(outputs, reference), outputs
 
