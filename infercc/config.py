@@ -32,7 +32,8 @@ class Precision(StrEnum):
     fp32 = "fp32"
     fp16 = "fp16"
     int8 = "int8"
-    bf16 = "bf16"  # AOTInductor packages (the module cast to bfloat16); no ONNX artifact yet
+    bf16 = "bf16"  # OpenVINO CPU inference precision (AMX / AVX512-BF16; the file stays an FP32 graph) and
+    # AOTInductor packages (the module cast to bfloat16)
 
 
 class Target(StrEnum):
@@ -389,6 +390,12 @@ class QuantizeConfig(Strict):
         6, ge=0, description="Accuracy-aware fallback: most re-quantization rounds."
     )
     fallback_nodes_per_step: int = Field(2, ge=1, description="Nodes moved back to FP32 per fallback round.")
+    bias_correction: bool = Field(
+        False,
+        description="Empirical bias correction of the ONNX Runtime INT8 form: shift each quantized Conv/Gemm bias "
+        "by its mean output error against FP32 over the calibration data, layer by layer (before the fallback "
+        "judges the result).",
+    )
     sensitivity_samples: int = Field(
         16, ge=1, description="Calibration samples used to rank layers by quantization error."
     )
@@ -477,9 +484,9 @@ def _default_tolerances() -> dict[Precision, Tolerance]:
             atol=1e-1, rtol=5e-2, statistic=Statistic.quantile, quantile=0.99, min_cosine=0.999
         ),
         Precision.int8: Tolerance(min_cosine=0.98, min_top1=0.9),
-        # bfloat16 keeps 8 mantissa bits: ~0.4% per op, so outputs drift more than FP16's.
+        # BF16 keeps 8 mantissa bits (FP16: 11): the same statistic as FP16, with room for 8x the rounding error
         Precision.bf16: Tolerance(
-            atol=2e-1, rtol=1e-1, statistic=Statistic.quantile, quantile=0.99, min_cosine=0.995
+            atol=2.5e-1, rtol=1e-1, statistic=Statistic.quantile, quantile=0.99, min_cosine=0.995
         ),
     }
 

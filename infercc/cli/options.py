@@ -147,7 +147,7 @@ PrecisionOpt = Annotated[
     typer.Option(
         "--precision",
         "-p",
-        help="Comma-separated: fp32,fp16,int8,bf16 (bf16: inductor packages only).",
+        help="Comma-separated: fp32,fp16,int8,bf16 (bf16: OpenVINO CPU where the CPU has BF16, and inductor packages).",
         rich_help_panel=PRECISION,
     ),
 ]

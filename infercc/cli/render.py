@@ -160,7 +160,7 @@ def summary_table(manifest: Manifest) -> Table:
         for stage in manifest.stages.values()
         if stage.status == "done"
         for art in stage.outputs
-        if art.kind in ("onnx", "engine", "inductor")
+        if art.kind in ("onnx", "onnx-bf16", "engine", "inductor")
     ]
     verify = _verify_by_artifact(manifest.stages.get("verify"))
     latency = _latency_by_artifact(manifest.stages.get("bench"))

@@ -21,18 +21,24 @@ class Outputs:
     batches: list[dict[str, np.ndarray]]  # the feeds, for tracing NaN/Inf to a node
 
 
-def run_model(path: Path, dataset: Any, threads: int | None = None, limit: int | None = None) -> Outputs:
-    """Run an ONNX file on ONNX Runtime CPU over the dataset's batches, in a child process: a freshly written
-    artifact that crashes the runtime (an FP16 graph that segfaults it) fails the stage with the reason (exit 4)
-    instead of taking infercc down."""
+def run_model(
+    path: Path,
+    dataset: Any,
+    threads: int | None = None,
+    limit: int | None = None,
+    runtime: str = "onnxruntime-cpu",
+) -> Outputs:
+    """Run an ONNX file on a CPU runtime (ONNX Runtime unless told) over the dataset's batches, in a child
+    process: a freshly written artifact that crashes the runtime (an FP16 graph that segfaults it) fails the
+    stage with the reason (exit 4) instead of taking infercc down."""
     from infercc.runtimes.isolation import IsolatedRuntime
 
     collected: dict[str, list[np.ndarray]] = {}
     labels: list[int] | None = []
     feeds = []
-    with IsolatedRuntime("onnxruntime-cpu", path, threads=threads) as runtime:
+    with IsolatedRuntime(runtime, path, threads=threads) as session:
         for feed, batch_labels in dataset.labelled_batches(limit):
-            for name, value in runtime.infer(feed).items():
+            for name, value in session.infer(feed).items():
                 collected.setdefault(name, []).append(np.asarray(value))
             feeds.append(feed)
             if batch_labels is None or labels is None:

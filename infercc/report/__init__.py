@@ -72,7 +72,7 @@ def build_report(out: Path, manifest: Any, config: Any) -> dict[str, Any]:
             **_package_marks(a),
         }
         for a in manifest.artifacts().values()
-        if a.kind in ("onnx", "engine", "inductor")
+        if a.kind in ("onnx", "onnx-bf16", "engine", "inductor")
     ]
     verify = _verify_section(manifest.stages.get("verify"))
     bench = _bench_section(manifest.stages.get("bench"))

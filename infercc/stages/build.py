@@ -79,8 +79,12 @@ def stages_for(
     stages: list[Stage] = []
     engines: list[str] = []
     for precision in config.precisions:
-        if precision not in DEFAULT_SOURCES:  # bf16: AOTInductor packages only
-            stages.append(SkippedBuild(precision.value, f"no TensorRT engine in {precision.value}"))
+        if precision is Precision.bf16:
+            stages.append(
+                SkippedBuild(
+                    "bf16", "bf16 is an OpenVINO CPU and AOTInductor precision: no TensorRT engine is built"
+                )
+            )
             continue
         source, fp16_flag, calibrate = route(config, precision)
         from infercc.tensorrt.builder import BuildRequest, Calibration, check_request

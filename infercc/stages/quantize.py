@@ -42,6 +42,11 @@ def stages_for(config: CompileConfig) -> tuple[list[Stage], list[str]]:
         fused = enabled(config) and Target.tensorrt not in config.targets
         stages.append(Fp16Stage("fp32-ort" if fused else "fp32"))
         produced.append("fp16")
+    from infercc.stages.bf16 import bf16_stages
+
+    more, made = bf16_stages(config)
+    stages += more
+    produced += made
     if Precision.int8 in config.precisions:
         from infercc.data.sources import effective_sources
 
@@ -502,6 +507,12 @@ class Int8Stage:
                 exclude_nodes=[*q.exclude_nodes, *fallback],
                 exclude_ops=q.exclude_ops,
             )
+            if q.bias_correction and self.form == "onnxruntime":
+                from infercc.quantization.bias_correction import correct_biases
+
+                info["bias_correction"] = correct_biases(
+                    fp32, out, out, list(calib.batches()), threads=threads
+                )
             outputs = run_model(out, evaluate, threads=threads)
             return info, accuracy(outputs, reference, ctx.config.model.output_kinds), outputs
 
