@@ -88,7 +88,7 @@ def test_infercc_verifies_on_inputs_polygraphy_saved(saved, cli, tmp_path):
     verify = manifest(out)["stages"]["verify"]["metrics"]
     assert verify["inputs"]["source"] == f"Polygraphy inputs {pg_inputs}"
     assert verify["inputs"]["sets"] == ["polygraphy#0", "polygraphy#1"]  # Polygraphy's two iterations
-    assert verify["passed"] and {r["artifact"] for r in verify["results"]} == {"onnx", "fp32"}
+    assert verify["passed"] and {r["artifact"] for r in verify["results"]} >= {"onnx", "fp32"}
 
 
 def test_load_inputs_errors(saved, cli, tmp_path):
