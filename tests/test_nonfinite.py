@@ -44,6 +44,7 @@ def test_nan_in_a_candidate_output_fails_verify_naming_the_output(cli, tmp_path:
     assert passed == {
         ("onnx", "onnxruntime-cpu"): True,
         ("fp32", "onnxruntime-cpu"): True,
+        ("fp32-ort", "onnxruntime-cpu"): True,
         ("fp16", "onnxruntime-cpu"): False,
     }
     fp16_summary = next(r for r in results if r["artifact"] == "fp16")["outputs"]["output"]
