@@ -140,3 +140,25 @@ def stage_deps(stage: Stage, ctx: RunContext) -> list[Path]:
     """The files a stage declares it reads (Stage.deps), or none when it declares nothing."""
     deps = getattr(stage, "deps", None)
     return list(deps(ctx)) if deps is not None else []
+
+
+class SkippedStage:
+    """A stage that cannot run here (its tool is missing, or its input was not made): recorded as skipped,
+    with the reason, so the run and the report say so instead of leaving it out."""
+
+    version: ClassVar[str] = "1"
+    needs: tuple[str, ...] = ()
+
+    def __init__(self, name: str, description: str, reason: str) -> None:
+        self.name = name
+        self.description = description
+        self.reason = reason
+
+    def settings(self, ctx: RunContext) -> dict[str, Any]:
+        return {"skipped": self.reason}
+
+    def tools(self) -> tuple[str, ...]:
+        return ()
+
+    def run(self, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> StageOutput:
+        return StageOutput(skipped=self.reason)

@@ -16,7 +16,7 @@ from infercc.config import CompileConfig, Int8Route, Precision
 from infercc.errors import MissingRuntimeError, UsageError
 from infercc.fsutil import atomic_write_json, sha256_json
 from infercc.pipeline.manifest import ArtifactRecord, now_iso
-from infercc.pipeline.stage import NewArtifact, RunContext, Stage, StageOutput
+from infercc.pipeline.stage import NewArtifact, RunContext, SkippedStage, Stage, StageOutput
 from infercc.shapes import format_dims
 from infercc.tensorrt.flavours import (
     FlavourInfo,
@@ -114,25 +114,11 @@ def stages_for(
     return stages, engines
 
 
-class SkippedBuild:
+class SkippedBuild(SkippedStage):
     """A build that cannot happen here (no TensorRT, or no source artifact): reported as skipped."""
 
-    version: ClassVar[str] = "1"
-    needs: tuple[str, ...] = ()
-
     def __init__(self, precision: str, reason: str) -> None:
-        self.name = f"build-{precision}"
-        self.description = f"Build TensorRT engine ({precision})"
-        self.reason = reason
-
-    def settings(self, ctx: RunContext) -> dict[str, Any]:
-        return {"skipped": self.reason}
-
-    def tools(self) -> tuple[str, ...]:
-        return ()
-
-    def run(self, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> StageOutput:
-        return StageOutput(skipped=self.reason)
+        super().__init__(f"build-{precision}", f"Build TensorRT engine ({precision})", reason)
 
 
 class BuildStage:

@@ -19,7 +19,7 @@ from infercc.config import CompileConfig, Precision, Target
 from infercc.errors import InferccError
 from infercc.fsutil import atomic_write_json
 from infercc.pipeline.manifest import ArtifactRecord, now_iso
-from infercc.pipeline.stage import NewArtifact, RunContext, Stage, StageOutput
+from infercc.pipeline.stage import NewArtifact, RunContext, SkippedStage, Stage, StageOutput
 from infercc.shapes import format_dims
 
 DTYPES = {Precision.fp32: "float32", Precision.fp16: "float16", Precision.bf16: "bfloat16"}
@@ -51,23 +51,11 @@ def stages_for(config: CompileConfig) -> tuple[list[Stage], list[str]]:
     return stages, names
 
 
-class SkippedInductor:
-    version: ClassVar[str] = "1"
-    needs: tuple[str, ...] = ()
-
+class SkippedInductor(SkippedStage):
     def __init__(self, precision: Precision, reason: str) -> None:
-        self.name = f"compile-inductor-{precision.value}"
-        self.description = f"Compile AOTInductor package ({precision.value})"
-        self.reason = reason
-
-    def settings(self, ctx: RunContext) -> dict[str, Any]:
-        return {"skipped": self.reason}
-
-    def tools(self) -> tuple[str, ...]:
-        return ()
-
-    def run(self, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> StageOutput:
-        return StageOutput(skipped=self.reason)
+        super().__init__(
+            f"compile-inductor-{precision.value}", f"Compile AOTInductor package ({precision.value})", reason
+        )
 
 
 class CompileInductorStage:
