@@ -84,3 +84,15 @@ def test_typer_app_lists_all_commands():
         g.name for g in app.registered_groups
     }
     assert set(COMMANDS) <= names
+
+
+def test_json_on_a_failed_verify_is_one_document_with_the_error(cli, tmp_path):
+    from tests.conftest import CNN_SHAPES
+
+    strict = ["--set", "verify.tolerances.fp32.atol=0", "--set", "verify.tolerances.fp32.rtol=0"]
+    args = ["verify", *CNN_SHAPES, "--exporter", "torchscript", *strict, "-o", tmp_path / "out", "--json"]
+    result = cli(*args)
+    assert result.code == 1, result.text
+    document = json.loads(result.out)  # exactly one JSON document: json.loads refuses trailing data
+    assert document["status"] == "failed" and document["exit_code"] == 1
+    assert "verification failure" in document["error"] and document["failures"]

@@ -226,16 +226,21 @@ def _csv(value: str | None) -> list[str] | None:
 def _finish(console: Any, ctx: Any, result: Any, json_out: bool, quiet: bool) -> None:
     from rich.markup import escape
 
-    from infercc.errors import StageError, VerificationFailed
-
     manifest = result.manifest
     failures = result.failures
+    problem = _run_problem(result, failures)
     if json_out:
+        problem_fields = {
+            "exit_code": int(problem.exit_code) if problem else 0,
+            "error": problem.message if problem else None,
+            "hint": problem.hint if problem else None,
+        }
         print_json(
             {
                 "status": "failed"
                 if failures or result.errors
                 else ("budget missed" if result.budget_misses else "ok"),
+                **problem_fields,
                 "out": str(ctx.out),
                 "ran": result.ran,
                 "cached": result.cached,
@@ -270,25 +275,37 @@ def _finish(console: Any, ctx: Any, result: Any, json_out: bool, quiet: bool) ->
             )
     else:
         console.print(escape(result_line(manifest, failures, ctx.out, crashes=len(result.crashes))))
+    if problem is not None:
+        problem.json_reported = (
+            json_out  # one JSON document on stdout: the result above already holds the error
+        )
+        raise problem
+
+
+def _run_problem(result: Any, failures: list[str]) -> Any:
+    """The error a finished run ends with (crashes, stage errors, verification failures, a missed budget), or None."""
+    from infercc.errors import StageError, VerificationFailed
+
     if result.crashes:
-        raise StageError(
+        return StageError(
             f"{len(result.crashes)} runtime crash(es):\n  " + "\n  ".join(result.crashes[:20]),
             hint="The other artifact/runtime pairs finished; the report lists them. Try another runtime, "
             "precision or opset for the crashing pair.",
         )
     if result.errors:
-        raise stage_failures(result.errors, failures)
+        return stage_failures(result.errors, failures)
     if failures:
-        raise VerificationFailed(
+        return VerificationFailed(
             f"{len(failures)} verification failure(s):\n  " + "\n  ".join(failures[:20]),
             hint="Loosen verify.tolerances / verify.outputs in the config if these differences are acceptable.",
         )
     if result.budget_misses:
-        raise VerificationFailed(
+        return VerificationFailed(
             "accuracy budget missed:\n  " + "\n  ".join(result.budget_misses[:20]),
             hint="Improve the artifact (more or other calibration data, --calib-method, quantize.exclude_*), "
             "or accept the miss with quantize.accept_budget_miss: true (and say why in the config).",
         )
+    return None
 
 
 def _selection_lines(out: Path) -> list[str]:
@@ -531,7 +548,7 @@ def _run(argv: list[str], verbose: bool, json_mode: bool) -> int:
         return code
     except InferccError as exc:
         _report(exc.message, exc.hint, verbose)
-        if json_mode:
+        if json_mode and not getattr(exc, "json_reported", False):
             print_json(
                 {"status": "error", "exit_code": int(exc.exit_code), "error": exc.message, "hint": exc.hint}
             )
