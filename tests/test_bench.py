@@ -151,3 +151,23 @@ def test_a_cpu_hog_makes_the_ratios_disturbed_not_numbers(cli, tmp_path: Path) -
     row = report["selection"]["runtimes"][0]
     assert row["disturbed"] and not row.get("speedup")
     assert "disturbed" in (out / "summary.md").read_text()
+
+
+def test_selection_gives_no_ratio_to_a_disturbed_torch_compile_timing():
+    from infercc.report import _headline
+
+    chosen = {"artifact": "onnx", "runtime": "onnxruntime-cpu", "backend": "onnxruntime", "precision": "fp32"}
+    chosen["p50_ms"] = 8.0
+    entries = [
+        {"artifact": "pytorch", "batches": {"1": {"p50_ms": 24.0}}},
+        {
+            "artifact": "torch.compile",
+            "batches": {"1": {"p50_ms": 17.6, "disturbed": "round 1: other processes"}},
+        },
+    ]
+    head = _headline("cpu", 1, chosen, entries)
+    assert head["vs_compile"] is None and head["vs_eager"] == 3.0
+    assert head["compile_p50_ms"] == 17.6
+    assert "beats" not in head["verdict"] and "torch.compile's timing was disturbed" in head["verdict"]
+    entries[1]["batches"]["1"].pop("disturbed")
+    assert "beats torch.compile" in _headline("cpu", 1, chosen, entries)["verdict"]

@@ -80,8 +80,11 @@ def test_bench_times_the_torch_compile_peer_and_every_ratio_names_it(mlp_run):
     assert set(peer["compile_s"]) == {"1x16", "4x16"} and all(s > 0 for s in peer["compile_s"].values())
     package = next(r for r in bench["results"] if r["artifact"] == "inductor-fp32")
     for batch in ("1", "4"):
-        stats = package["batches"][batch]
-        assert stats["vs_compile"] == pytest.approx(peer["batches"][batch]["p50_ms"] / stats["p50_ms"])
+        stats, compiled = package["batches"][batch], peer["batches"][batch]
+        if stats.get("disturbed") or compiled.get("disturbed"):  # a busy machine gives no ratio, by design
+            assert "vs_compile" not in stats
+            continue
+        assert stats["vs_compile"] == pytest.approx(compiled["p50_ms"] / stats["p50_ms"])
     report = json.loads((out / "report.json").read_text())
     import jsonschema
 
@@ -90,10 +93,16 @@ def test_bench_times_the_torch_compile_peer_and_every_ratio_names_it(mlp_run):
     jsonschema.validate(report, load_schema())
     (cpu,) = report["selection"]["devices"]
     assert cpu["device"] == "cpu" and cpu["chosen"] is not None
-    assert cpu["vs_compile"] == pytest.approx(cpu["compile_p50_ms"] / cpu["chosen"]["p50_ms"])
-    assert cpu["vs_eager"] == pytest.approx(cpu["eager_p50_ms"] / cpu["chosen"]["p50_ms"])
-    faster = cpu["compile_p50_ms"] < cpu["chosen"]["p50_ms"]
-    assert ("torch.compile is faster than every artifact" in cpu["verdict"]) == faster
+    batch1 = str(cpu["batch"])
+    if peer["batches"][batch1].get("disturbed"):  # no ratio from a disturbed timing, and the verdict says why
+        assert cpu["vs_compile"] is None and "torch.compile's timing was disturbed" in cpu["verdict"]
+    else:
+        assert cpu["vs_compile"] == pytest.approx(cpu["compile_p50_ms"] / cpu["chosen"]["p50_ms"])
+        faster = cpu["compile_p50_ms"] < cpu["chosen"]["p50_ms"]
+        assert ("torch.compile is faster than every artifact" in cpu["verdict"]) == faster
+    eager = next(r for r in bench["results"] if r["artifact"] == "pytorch")
+    if not eager["batches"][batch1].get("disturbed"):
+        assert cpu["vs_eager"] == pytest.approx(cpu["eager_p50_ms"] / cpu["chosen"]["p50_ms"])
     # the backend x precision x batch table: every candidate at every batch, each loser with its reason
     table = cpu["table"]
     assert {(r["backend"], r["batch"]) for r in table} >= {("onnxruntime", 1), ("inductor", 4)}

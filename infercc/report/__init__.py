@@ -456,16 +456,19 @@ def _headline(
 ) -> dict[str, Any]:
     """The chosen artifact with its ratios, and the verdict against torch.compile in plain words."""
 
-    def p50_of(name: str) -> float | None:
+    def stats_of(name: str) -> dict[str, Any]:
         e = next((e for e in entries if e["artifact"] == name), None)
-        return ((e or {}).get("batches") or {}).get(str(batch), {}).get("p50_ms")
+        return ((e or {}).get("batches") or {}).get(str(batch), {})
 
-    eager, compiled = p50_of("pytorch"), p50_of("torch.compile")
+    # a disturbed measurement gives no ratio: the reference's p50 is kept for reading, never divided
+    eager_stats, compiled_stats = stats_of("pytorch"), stats_of("torch.compile")
+    eager = None if eager_stats.get("disturbed") else eager_stats.get("p50_ms")
+    compiled = None if compiled_stats.get("disturbed") else compiled_stats.get("p50_ms")
     head: dict[str, Any] = {
         "batch": batch,
         "chosen": None,
-        "eager_p50_ms": eager,
-        "compile_p50_ms": compiled,
+        "eager_p50_ms": eager_stats.get("p50_ms"),
+        "compile_p50_ms": compiled_stats.get("p50_ms"),
         "vs_eager": None,
         "vs_compile": None,
     }
@@ -482,9 +485,12 @@ def _headline(
     )
     name = f"{chosen['artifact']} on {chosen['runtime']}"
     if compiled is None:
-        head["verdict"] = (
-            f"{name} is the fastest artifact on {device} at batch {batch} (torch.compile not timed)"
+        why = (
+            f"torch.compile's timing was disturbed: {compiled_stats['disturbed']}"
+            if compiled_stats.get("disturbed")
+            else "torch.compile not timed"
         )
+        head["verdict"] = f"{name} is the fastest artifact on {device} at batch {batch} ({why})"
     elif compiled < ms:
         head["verdict"] = (
             f"torch.compile is faster than every artifact infercc built for {device} at batch {batch}: "
