@@ -164,3 +164,19 @@ class ShapeRange:
         if not self.is_dynamic:
             return format_dims(self.opt)
         return f"{format_dims(self.min)} .. {format_dims(self.opt)} .. {format_dims(self.max)}"
+
+
+def shape_flags(input_names: list[str], ranges: dict[str, ShapeRange]) -> list[str]:
+    """The --shape / --min/--opt/--max-shape flags that declare these shape ranges on the command line."""
+    flags = []
+    for name in input_names:
+        r = ranges[name]
+        if r.is_dynamic:
+            flags += [
+                f"--min-shape {name}:{format_dims(r.min)}",
+                f"--opt-shape {name}:{format_dims(r.opt)}",
+                f"--max-shape {name}:{format_dims(r.max)}",
+            ]
+        else:
+            flags.append(f"--shape {name}:{format_dims(r.opt)}")
+    return flags

@@ -17,7 +17,7 @@ from infercc.errors import MissingRuntimeError, UsageError
 from infercc.fsutil import atomic_write_json, sha256_json
 from infercc.pipeline.manifest import ArtifactRecord, now_iso
 from infercc.pipeline.stage import NewArtifact, RunContext, SkippedStage, Stage, StageOutput
-from infercc.shapes import format_dims
+from infercc.shapes import format_dims, shape_flags
 from infercc.tensorrt.flavours import (
     FlavourInfo,
     install_hint,
@@ -343,15 +343,6 @@ def local_gpu() -> dict[str, Any] | None:
 def rebuild_command(ctx: RunContext, precision: str) -> str:
     """The command that rebuilds this engine on the machine that will run it."""
     parts = ["infercc", "build", "--model", ctx.source.spec]
-    for name in ctx.input_names:
-        r = ctx.shape_ranges[name]
-        if r.is_dynamic:
-            parts += [
-                f"--min-shape {name}:{format_dims(r.min)}",
-                f"--opt-shape {name}:{format_dims(r.opt)}",
-                f"--max-shape {name}:{format_dims(r.max)}",
-            ]
-        else:
-            parts.append(f"--shape {name}:{format_dims(r.opt)}")
+    parts += shape_flags(ctx.input_names, ctx.shape_ranges)
     parts += ["--precision", precision, "--out", str(ctx.out), "--force"]
     return " ".join(parts)

@@ -20,7 +20,7 @@ from infercc.errors import InferccError
 from infercc.fsutil import atomic_write_json
 from infercc.pipeline.manifest import ArtifactRecord, now_iso
 from infercc.pipeline.stage import NewArtifact, RunContext, SkippedStage, Stage, StageOutput
-from infercc.shapes import format_dims
+from infercc.shapes import shape_flags
 
 DTYPES = {Precision.fp32: "float32", Precision.fp16: "float16", Precision.bf16: "bfloat16"}
 
@@ -213,15 +213,6 @@ def load_check(ctx: RunContext, path: Any, device: str, reference: ArtifactRecor
 def rebuild_command(ctx: RunContext, precision: str) -> str:
     """The command that rebuilds this package on the machine that will run it."""
     parts = ["infercc", "compile", "--model", ctx.source.spec]
-    for name in ctx.input_names:
-        r = ctx.shape_ranges[name]
-        if r.is_dynamic:
-            parts += [
-                f"--min-shape {name}:{format_dims(r.min)}",
-                f"--opt-shape {name}:{format_dims(r.opt)}",
-                f"--max-shape {name}:{format_dims(r.max)}",
-            ]
-        else:
-            parts.append(f"--shape {name}:{format_dims(r.opt)}")
+    parts += shape_flags(ctx.input_names, ctx.shape_ranges)
     parts += ["--precision", precision, "--target", "inductor", "--out", str(ctx.out), "--force"]
     return " ".join(parts)
