@@ -19,13 +19,38 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 MIN_CPU_PER_WALL = 0.8
 
 
-def process_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of a process, all its threads (from /proc/PID/stat)."""
+def process_cpu_s(pid: int, reaped_children: bool = False) -> float | None:
+    """User + system CPU seconds of a process, all its threads (from /proc/PID/stat); with `reaped_children`,
+    also what its children that have exited and been waited for used."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        ticks = int(fields[11]) + int(fields[12])
+        if reaped_children:
+            ticks += int(fields[13]) + int(fields[14])
+        return ticks / CLOCK_TICKS
     except (OSError, IndexError, ValueError):
         return None
+
+
+def tree_cpu_s(pid: int) -> float | None:
+    """CPU seconds of a process and all its descendants, live or reaped: a runtime that works in a grandchild
+    (the torch.compile peer's session under its isolation child) must not count its own work as other processes'."""
+    total = process_cpu_s(pid, reaped_children=True)
+    if total is None:
+        return None
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        total += process_cpu_s(child, reaped_children=True) or 0.0
+        todo.extend(children.get(child, []))
+    return total
 
 
 def machine_busy_s() -> float | None:
@@ -58,12 +83,12 @@ class CpuSample:
     @classmethod
     def start(cls, pid: int) -> CpuSample:
         own = process_cpu_s(os.getpid()) if pid != os.getpid() else 0.0
-        return cls(pid, time.perf_counter(), process_cpu_s(pid), own, machine_busy_s())
+        return cls(pid, time.perf_counter(), tree_cpu_s(pid), own, machine_busy_s())
 
     def stop(self) -> dict[str, Any]:
         """wall_s, cpu_s (the timed process), foreign_share (the share of all cores that other processes used)."""
         wall = time.perf_counter() - self.wall
-        busy, cpu = machine_busy_s(), process_cpu_s(self.pid)
+        busy, cpu = machine_busy_s(), tree_cpu_s(self.pid)
         own = process_cpu_s(os.getpid()) if self.pid != os.getpid() else 0.0
         figures: dict[str, Any] = {"wall_s": round(wall, 6), "cpu_s": None, "foreign_share": None}
         if cpu is None or self.cpu is None:
