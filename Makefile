@@ -44,6 +44,7 @@ demo:
 
 docs:
 	$(BIN)/python scripts/gen_config_doc.py
+	$(BIN)/python scripts/gen_report_schema.py
 
 clean:
 	rm -rf artifacts .pytest_cache .ruff_cache

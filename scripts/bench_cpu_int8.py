@@ -45,7 +45,7 @@ def build(out: Path, threads: int) -> tuple[Any, Any, Any]:
     from infercc.config import load_yaml, parse_config
     from infercc.pipeline.plan import Goal, execute
     from infercc.pipeline.stage import QuietEvents
-    from infercc.stages.quantize import datasets
+    from infercc.stages.evaluation import datasets
 
     data = load_yaml(CONFIG)
     data.update(out=str(out), precisions=["fp32", "int8"])

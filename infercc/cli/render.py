@@ -136,20 +136,8 @@ class RichEvents:
 
 
 def stage_brief(record: StageRecord) -> str:
-    m = record.metrics
-    if record.name == "export":
-        fallback = "".join(f" (after {reason})" for reason in m.get("fallback_reasons") or [])
-        return f"{m.get('exporter')} exporter{fallback}, {m.get('nodes')} nodes, parity OK at {', '.join(m.get('shapes_checked', {}))}"
-    if record.name == "simplify":
-        return f"{m.get('tool')}: {m.get('nodes_before')} -> {m.get('nodes_after')} nodes"
-    if record.name == "verify":
-        n = len(m.get("results", []))
-        failed = len(m.get("failures", []))
-        return f"{n} artifact/runtime pairs, " + (
-            "all within tolerance" if not failed else f"{failed} failures"
-        )
-    brief = m.get("brief")
-    return str(brief) if brief else ""
+    """The stage result's one line (StageResult.brief)."""
+    return str(record.metrics.get("brief") or "")
 
 
 def summary_table(manifest: Manifest) -> Table:
@@ -221,28 +209,33 @@ def selection_lines(report: dict[str, Any]) -> list[str]:
 
 
 def _nodes(stage: StageRecord, name: str) -> int | None:
+    from infercc.stages.results import ExportResult, SimplifyResult
+
     if name == "onnx":
-        return stage.metrics.get("nodes")
+        return ExportResult.read(stage).nodes
     if name == "fp32":
-        return stage.metrics.get("nodes_after")
-    return None
+        return SimplifyResult.read(stage).nodes_after
+    return None  # the other artifacts carry their node count in their meta
 
 
 def _verify_by_artifact(verify: StageRecord | None) -> dict[str, str]:
     """'ok cos 0.999998, top-1 100%': the worst cosine over all outputs, input sets and runtimes."""
     if verify is None:
         return {}
-    results = verify.metrics.get("results", [])
-    several = len({r["runtime"] for r in results}) > 1
+    from infercc.stages.results import VerifyResult
+
+    verified = VerifyResult.read(verify)
+    results = verified.results if verified is not None else []
+    several = len({r.runtime for r in results}) > 1
     worst: dict[str, tuple[tuple[bool, bool, float], str]] = {}
     for result in results:
-        outputs = result.get("outputs") or {}
-        cosines = [o["cosine"] for o in outputs.values() if o.get("cosine") is not None]
-        top1 = [o["top1"] for o in outputs.values() if o.get("top1") is not None]
-        failed = bool(result.get("failures"))
-        budget = result.get("budget") or {}
-        missed = not failed and budget.get("met") is False
-        non_finite = sum((o.get("nan") or 0) + (o.get("inf") or 0) for o in outputs.values())
+        outputs = result.outputs.values()
+        cosines = [o.cosine for o in outputs if isinstance(o.cosine, float | int)]
+        top1 = [o.top1 for o in outputs if isinstance(o.top1, float | int)]
+        failed = bool(result.failures)
+        budget = result.budget
+        missed = not failed and budget is not None and not budget.met
+        non_finite = sum(o.nan + o.inf for o in outputs)
         cosine = min(cosines) if cosines else (0.0 if non_finite else 1.0)
         text = f"cos {cosine:.6f}" if cosines else ""
         if non_finite:
@@ -250,18 +243,19 @@ def _verify_by_artifact(verify: StageRecord | None) -> dict[str, str]:
         if top1:
             text += f", top-1 {min(top1):.0%}"
         if several:
-            text += f" [dim]({_short_runtime(result['runtime'])})[/]"
+            text += f" [dim]({_short_runtime(result.runtime)})[/]"
+        accepted = budget is not None and budget.accepted
         if missed:
-            text += " [yellow](budget missed, accepted)[/]" if budget.get("accepted") else ""
+            text += " [yellow](budget missed, accepted)[/]" if accepted else ""
         verdict = (
             "[red]FAIL[/] "
             if failed
-            else ("[red]budget missed[/] " if missed and not budget.get("accepted") else "[green]ok[/] ")
+            else ("[red]budget missed[/] " if missed and not accepted else "[green]ok[/] ")
         )
         key = (failed, missed, -cosine)
-        previous = worst.get(result["artifact"])
+        previous = worst.get(result.artifact)
         if previous is None or key > previous[0]:
-            worst[result["artifact"]] = (key, verdict + text)
+            worst[result.artifact] = (key, verdict + text)
     return {name: text for name, (_, text) in worst.items()}
 
 
@@ -274,30 +268,31 @@ def _latency_by_artifact(bench: StageRecord | None) -> dict[str, str]:
     speed-up over PyTorch eager and over torch.compile on the same device."""
     if bench is None:
         return {}
-    results = bench.metrics.get("results", [])
-    several = len({r["runtime"] for r in results if r["artifact"] not in ("pytorch", "torch.compile")}) > 1
+    from infercc.stages.results import BenchResult
+
+    timed = BenchResult.read(bench)
+    results = timed.results if timed is not None else []
+    several = len({r.runtime for r in results if r.artifact not in ("pytorch", "torch.compile")}) > 1
     best: dict[str, tuple[float, str]] = {}
     for result in results:
-        batches = result.get("batches") or {}
-        if not batches:
+        if not result.batches:
             continue
-        figures = batches[min(batches, key=int)]
-        p50, speedup = figures.get("p50_ms"), figures.get("speedup")
+        figures = result.batches[min(result.batches, key=int)]
+        p50, speedup = figures.p50_ms, figures.speedup
         if p50 is None:
             continue
-        reference = result["artifact"] in ("pytorch", "torch.compile")
-        where = f" {_short_runtime(result['runtime'])}" if several or reference else ""
-        vs_compile = figures.get("vs_compile")
+        reference = result.artifact in ("pytorch", "torch.compile")
+        where = f" {_short_runtime(result.runtime)}" if several or reference else ""
         ratios = []
-        if speedup and result["artifact"] != "pytorch":
+        if speedup and result.artifact != "pytorch":
             ratios.append(f"{speedup:.1f}x")
-        elif figures.get("disturbed") and not reference:
+        elif figures.disturbed and not reference:
             ratios.append("disturbed")
-        if vs_compile:
-            ratios.append(f"{vs_compile:.1f}x compile")
+        if figures.vs_compile:
+            ratios.append(f"{figures.vs_compile:.1f}x compile")
         text = f"{p50:.3g} ms{where}" + (f" ({', '.join(ratios)})" if ratios else "")
-        if result["artifact"] not in best or p50 < best[result["artifact"]][0]:
-            best[result["artifact"]] = (p50, text)
+        if result.artifact not in best or p50 < best[result.artifact][0]:
+            best[result.artifact] = (p50, text)
     return {name: text for name, (_, text) in best.items()}
 
 

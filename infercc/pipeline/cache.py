@@ -300,12 +300,13 @@ def host_fingerprint() -> dict[str, Any]:
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "cpu_flags": cpu_flags(),
-        "gpus": _gpu_names(),
+        "gpus": gpu_names(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
 
 
-def _gpu_names() -> list[str]:
+def gpu_names() -> list[str]:
+    """GPU names from nvidia-smi, without importing torch; none where it is absent or fails."""
     if not shutil.which("nvidia-smi"):
         return []
     try:

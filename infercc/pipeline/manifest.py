@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from infercc import __version__
 from infercc.fsutil import atomic_write_json, sha256_file, sha256_json
@@ -46,6 +46,17 @@ class ArtifactRecord(BaseModel):
     companions: list[CompanionFile] = Field(default_factory=list)
 
 
+class Verdict(BaseModel):
+    """What a stage's result says against the run; the runner sums these over the stages it used."""
+
+    failures: list[str] = Field(default_factory=list)  # verification failures: exit 1
+    crashes: list[str] = Field(default_factory=list)  # runtimes that crashed on an artifact: exit 4
+    budget_misses: list[str] = Field(default_factory=list)  # accuracy budgets missed, not accepted: exit 1
+    # True for a stage that judges every artifact's budget on every runtime (verify): when one ran, its
+    # budget misses replace the earlier, provisional ones (quantize's)
+    budget_final: bool = False
+
+
 class StageRecord(BaseModel):
     name: str
     key: str
@@ -54,11 +65,21 @@ class StageRecord(BaseModel):
     duration_s: float
     inputs: dict[str, str] = Field(default_factory=dict)  # upstream artifact name -> sha256
     outputs: list[ArtifactRecord] = Field(default_factory=list)
-    metrics: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)  # the stage's result (infercc.stages.results)
+    verdict: Verdict = Field(default_factory=Verdict)
     notes: list[str] = Field(default_factory=list)
     error: str | None = None
     # which config last ran or confirmed this stage (config_stamp); None in manifests from before it existed
     config_sha256: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _verdict_of_older_manifests(cls, data: Any) -> Any:
+        """Manifests written before `verdict` existed kept its lists among the metrics."""
+        if isinstance(data, dict) and "verdict" not in data and isinstance(data.get("metrics"), dict):
+            lists = {k: data["metrics"][k] for k in Verdict.model_fields if k in data["metrics"]}
+            data = {**data, "verdict": {**lists, "budget_final": data.get("name") == "verify"}}
+        return data
 
 
 class CacheSummary(BaseModel):

@@ -53,16 +53,15 @@ def make_context(config: CompileConfig, events: Events, force: bool = False) -> 
     source = parse_source(config.model.source)
     source_hash = source_fingerprint(source, config.model)
     out = ensure_writable_dir(config.out)
-    names, ranges, module = resolve_inputs(config, source, source_hash, out)
-    ctx = RunContext(config, out, source, source_hash, names, ranges, events, force)
-    ctx._module = module
-    return ctx
+    names, ranges, specs, module = resolve_inputs(config, source, source_hash, out)
+    return RunContext(config, out, source, source_hash, names, ranges, specs, events, force, module)
 
 
 def resolve_inputs(
     config: CompileConfig, source: ModelSource, source_hash: str, out: Path
-) -> tuple[list[str], dict[str, ShapeRange], Any]:
-    """Input names in the model's order, with their shape ranges. Loads the model only when needed."""
+) -> tuple[list[str], dict[str, ShapeRange], dict[str, InputSpec], Any]:
+    """Input names in the model's order, with their shape ranges and specs (declared, else the default), and
+    the PyTorch model when finding the names needed it (else None). `config` is left as it is."""
     declared = dict(config.inputs)
     _check_memory(config.inputs, "declared")  # before the model is built or any feed allocated
     module = None
@@ -91,17 +90,17 @@ def resolve_inputs(
             f"of the model; its inputs are: {', '.join(names)}.",
             hint="Use the model's input names in --shape / inputs.",
         )
-    config.inputs = {n: declared.get(n) or InputSpec() for n in names}
+    specs = {n: declared.get(n) or InputSpec() for n in names}
     ranges: dict[str, ShapeRange] = {}
     for name in names:
-        shape_range = config.inputs[name].shape_range(name)
+        shape_range = specs[name].shape_range(name)
         if shape_range is None:
             shape_range = _range_from_graph(name, graph_dims.get(name))
         elif name in graph_dims:
             _check_against_graph(name, shape_range, graph_dims[name], source.spec)
         ranges[name] = shape_range
-    _check_memory(config.inputs, "largest", ranges)
-    return names, ranges, module
+    _check_memory(specs, "largest", ranges)
+    return names, ranges, specs, module
 
 
 def _check_memory(
@@ -182,9 +181,6 @@ def plan(ctx: RunContext, goal: Goal, explicit_targets: bool = False) -> list[St
     from infercc.stages.simplify import SimplifyStage
     from infercc.stages.verify import VerifyStage
 
-    if goal is Goal.build and Target.tensorrt not in ctx.config.targets:
-        # `infercc build` means TensorRT: the quantize stage must also write the TensorRT INT8 form
-        ctx.config.targets = [*ctx.config.targets, Target.tensorrt]
     stages: list[Stage] = [ImportOnnxStage() if ctx.source.is_onnx else ExportStage()]
     if goal is Goal.export:
         return stages
@@ -235,6 +231,7 @@ def execute(
     `cache` (pipeline.cache.open_cache) restores finished stages from, and stores them in, a shared store.
     `out_force` lets infercc take over an existing non-empty folder that it did not create.
     """
+    config = config_for(config, goal)
     out = ensure_writable_dir(config.out, force=out_force)
     wait = config.lock_wait_s if config.lock.value == "wait" else 0.0
     with OutDirLock(out, wait=wait):
@@ -252,6 +249,14 @@ def execute(
         if after is not None:
             after(ctx, result)
     return ctx, result
+
+
+def config_for(config: CompileConfig, goal: Goal) -> CompileConfig:
+    """The config a goal runs: `infercc build` means TensorRT, so the quantize stage also writes the TensorRT
+    INT8 form. A copy: the caller's config is left as it is."""
+    if goal is Goal.build and Target.tensorrt not in config.targets:
+        return config.model_copy(update={"targets": [*config.targets, Target.tensorrt]})
+    return config
 
 
 def _after_failure(ctx: RunContext, after: Callable[[RunContext, RunResult], None]) -> None:

@@ -16,6 +16,7 @@ from infercc.pipeline.manifest import (
     CompanionFile,
     Manifest,
     StageRecord,
+    Verdict,
     companion_paths,
     config_stamp,
     load_manifest,
@@ -47,23 +48,24 @@ class RunResult:
     def failures(self) -> list[str]:
         """Verification failures of the stages this run used (ran or found up to date): a non-empty list
         means exit 1. Records of stages outside this run (another goal's) do not count."""
-        return self._listed("failures")
+        return [f for v in self._verdicts() for f in v.failures]
 
     @property
     def crashes(self) -> list[str]:
         """Runtimes that crashed (SIGSEGV, abort, OOM kill) on an artifact in a stage of this run: exit 4."""
-        return self._listed("crashes")
+        return [c for v in self._verdicts() for c in v.crashes]
 
     @property
     def budget_misses(self) -> list[str]:
         """Artifacts that miss their accuracy budget (infercc.budget), not accepted: exit 1. Verify judges every
         runtime; without verify in this run, quantize's own verdict counts."""
-        used = set(self.ran) | set(self.cached) | set(self.restored)
-        return self._listed("budget_misses", {"verify"} if "verify" in used else None)
+        verdicts = self._verdicts()
+        final = [v for v in verdicts if v.budget_final]
+        return [m for v in final or verdicts for m in v.budget_misses]
 
-    def _listed(self, key: str, only: set[str] | None = None) -> list[str]:
-        used = (set(self.ran) | set(self.cached) | set(self.restored)) & (only or set(self.manifest.stages))
-        return [f for s in self.manifest.stages.values() if s.name in used for f in s.metrics.get(key, [])]
+    def _verdicts(self) -> list[Verdict]:
+        used = set(self.ran) | set(self.cached) | set(self.restored)
+        return [s.verdict for s in self.manifest.stages.values() if s.name in used]
 
 
 def stage_key(stage: Stage, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> str:
@@ -205,7 +207,8 @@ def _run_one(
         duration_s=round(time.perf_counter() - clock, 3),
         inputs={n: a.sha256 for n, a in inputs.items()},
         outputs=[] if failed else [_record(ctx.out, art) for art in output.artifacts],
-        metrics=output.metrics,
+        metrics=output.result.dump() if output.result is not None else {},
+        verdict=output.result.verdict() if output.result is not None else Verdict(),
         notes=output.notes + ([output.skipped] if output.skipped else []),
         config_sha256=manifest.config_sha256,
         error=failed.message if failed else None,

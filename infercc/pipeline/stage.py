@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from infercc.config import CompileConfig, Precision
+from pydantic import BaseModel, ConfigDict
+
+from infercc.config import CompileConfig, InputSpec, Precision
 from infercc.errors import InferccError
 from infercc.models.sources import ModelSource
-from infercc.pipeline.manifest import ArtifactRecord, StageRecord
+from infercc.pipeline.manifest import ArtifactRecord, StageRecord, Verdict
 from infercc.shapes import ShapeRange
+
+if TYPE_CHECKING:
+    from infercc.data.sources import Dataset
+    from infercc.quantization.accuracy import Outputs
 
 
 @dataclass
@@ -25,10 +31,39 @@ class NewArtifact:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+class StageResult(BaseModel):
+    """Base of every stage's typed result (infercc.stages.results). Strict: a key no model declares is a bug
+    caught where it is made. `brief` is the one line the CLI prints when the stage finishes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    brief: str | None = None
+
+    def verdict(self) -> Verdict:
+        """What this result says against the run (verification failures, crashes, budget misses)."""
+        return Verdict()
+
+    def dump(self) -> dict[str, Any]:
+        """The fields the stage set, as manifest.json stores them (StageRecord.metrics)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+    @classmethod
+    def read(cls, record: StageRecord | None) -> Any:
+        """This stage's result from its manifest record (cached runs included); None when the stage did not
+        finish (absent, failed or skipped)."""
+        if record is None or record.status != "done":
+            return None
+        return cls.model_validate(record.metrics)
+
+
+class SkippedResult(StageResult):
+    skipped: str
+
+
 @dataclass
 class StageOutput:
     artifacts: list[NewArtifact] = field(default_factory=list)
-    metrics: dict[str, Any] = field(default_factory=dict)
+    result: StageResult | None = None  # None: the stage has nothing to report beyond its artifacts
     notes: list[str] = field(default_factory=list)
     skipped: str | None = None  # reason, when the stage could not run here (e.g. runtime not installed)
     # a failure of this stage alone (one target of several): recorded as failed, the run goes on, and the
@@ -80,8 +115,22 @@ class QuietEvents:
 
 
 @dataclass
+class RunState:
+    """What the stages of one run compute once and share: the calibration and evaluation datasets, the FP32
+    graph's outputs on the evaluation data (by the graph's sha256), and the warnings already shown."""
+
+    datasets: tuple[Dataset, Dataset] | None = None
+    fp32_outputs: dict[str, Outputs] = field(default_factory=dict)
+    warned: set[str] = field(default_factory=set)
+
+
+@dataclass
 class RunContext:
-    """Everything a stage may read. The PyTorch model is loaded only when a stage asks for it."""
+    """Everything a stage may read. The PyTorch model is loaded only when a stage asks for it.
+
+    `config` is the config as validated and is never changed during a run; what the run derives from it and
+    the model lives beside it: `input_names`, `shape_ranges` and `inputs` (each model input's spec, declared
+    or the default, by its name in the model)."""
 
     config: CompileConfig
     out: Path
@@ -89,16 +138,18 @@ class RunContext:
     source_hash: str
     input_names: list[str]
     shape_ranges: dict[str, ShapeRange]
+    inputs: dict[str, InputSpec]
     events: Events
     force: bool = False
-    _module: Any = None
+    module: Any = None  # the PyTorch model, once loaded (resolving the input names may have needed it)
+    state: RunState = field(default_factory=RunState)
 
     def torch_module(self) -> Any:
-        if self._module is None:
+        if self.module is None:
             from infercc.models.sources import load_module
 
-            self._module = load_module(self.source, self.config.model)
-        return self._module
+            self.module = load_module(self.source, self.config.model)
+        return self.module
 
     def path(self, filename: str) -> Path:
         return self.out / filename
@@ -161,4 +212,4 @@ class SkippedStage:
         return ()
 
     def run(self, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> StageOutput:
-        return StageOutput(skipped=self.reason)
+        return StageOutput(skipped=self.reason, result=SkippedResult(skipped=self.reason))

@@ -6,6 +6,8 @@ import html
 import math
 from typing import Any
 
+from infercc.report.selection import accuracy_of
+
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#bcbd22"]
 BASELINE_COLOUR = "#555555"  # PyTorch eager, drawn dashed
 MARKERS = ["circle", "square", "triangle", "diamond"]  # one per runtime, the same in every plot
@@ -210,6 +212,16 @@ def svg_chart(
     out.append(
         f'<text transform="translate(14,{top + ph / 2}) rotate(-90)" text-anchor="middle">{_e(ylabel)}</text>'
     )
+    out += _draw_series(series, sx, sy, lines, (left, top, left + pw, top + ph))
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _draw_series(
+    series: list[dict[str, Any]], sx: Any, sy: Any, lines: bool, box: tuple[float, float, float, float]
+) -> list[str]:
+    """Each series' line (unless `lines` is off), markers and point labels, in plot coordinates."""
+    out: list[str] = []
     placed: list[tuple[float, float, float, float]] = []
     for i, s in enumerate(series):
         color = s.get("colour") or PALETTE[i % len(PALETTE)]
@@ -226,9 +238,8 @@ def svg_chart(
                 _marker(s.get("marker", "circle"), a, b, color, s["label"] + (f", {tag}" if tag else ""))
             )
             if tag:
-                out.append(_label(tag, a, b, placed, (left, top, left + pw, top + ph)))
-    out.append("</svg>")
-    return "".join(out)
+                out.append(_label(tag, a, b, placed, box))
+    return out
 
 
 def _label(text: str, x: float, y: float, placed: list[tuple[float, float, float, float]], box: tuple) -> str:
@@ -326,7 +337,6 @@ def throughput_series(
 def accuracy_speed_series(
     report: dict[str, Any], colours: dict[str, str], markers: dict[str, str]
 ) -> list[dict[str, Any]]:
-    from infercc.report import _accuracy
 
     bench, verify = report.get("bench") or {}, report.get("verify")
     batch = str((report.get("selection") or {}).get("batch") or (bench.get("batch_sizes") or [1])[0])
@@ -335,7 +345,7 @@ def accuracy_speed_series(
         if r["artifact"] in ("pytorch", "torch.compile"):
             continue
         s = (r.get("batches") or {}).get(batch) or {}
-        acc = _accuracy(verify, r["artifact"], r["runtime"])
+        acc = accuracy_of(verify, r["artifact"], r["runtime"])
         if "p50_ms" in s and acc and acc.get("snr_db") is not None:
             snr = min(acc["snr_db"], 150.0)
             series.append(
@@ -555,72 +565,31 @@ def _verify_html(verify: dict[str, Any] | None, colours: dict[str, str]) -> str:
     )
 
 
+BENCH_HEADERS = [
+    "artifact",
+    "runtime",
+    "batch",
+    "min ms",
+    "mean ms",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "items/s",
+    "× eager",
+    "× torch.compile",
+    "spread",
+    "H2D ms",
+    "RSS added",
+    "device mem",
+    "file",
+]
+
+
 def _bench_html(report: dict[str, Any]) -> str:
     bench = report.get("bench")
     if bench is None:
         return "<h2>Speed</h2><p class=muted>bench did not run.</p>"
     colours, markers = colour_map(report), marker_map(report)
-    rows = []
-    for r in bench["results"]:
-        for b, s in (r.get("batches") or {}).items():
-            if "p50_ms" not in s:
-                continue
-            rows.append(
-                [
-                    _named(r["artifact"], colours),
-                    _e(r["runtime"]),
-                    b,
-                    _f(s["min_ms"]),
-                    _f(s["mean_ms"]),
-                    _f(s["p50_ms"]),
-                    _f(s["p90_ms"]),
-                    _f(s["p99_ms"]),
-                    _f(s.get("throughput"), 4),
-                    _ratio(s),
-                    _f(s.get("vs_compile")),
-                    f"{s['spread']:.1%}",
-                    _f(s.get("h2d_ms")),
-                    _size(r.get("peak_rss_delta")),
-                    _size(r.get("device_memory_delta")),
-                    _size(r.get("file_size")),
-                ]
-            )
-    runtimes = sorted(
-        {r["runtime"] for r in bench["results"] if r["artifact"] not in ("pytorch", "torch.compile")}
-    )
-    sweep = len(bench.get("batch_sizes") or []) > 1
-    plots = []
-    for rt in runtimes:
-        plots.append(
-            svg_chart(
-                latency_series(bench, rt, colours, markers),
-                "batch size",
-                "p50 latency (ms)",
-                f"Latency vs batch — {rt}",
-                logx=sweep,
-                logy=True,
-            )
-        )
-        plots.append(
-            svg_chart(
-                throughput_series(bench, rt, colours, markers),
-                "throughput (items/s)",
-                "p50 latency (ms)",
-                f"Latency vs throughput — {rt}",
-                logx=sweep,
-                logy=True,
-            )
-        )
-    plots.append(
-        svg_chart(
-            accuracy_speed_series(report, colours, markers),
-            "p50 latency (ms)",
-            "SNR vs reference (dB, capped 150)",
-            "Accuracy vs speed",
-            logx=True,
-            lines=False,
-        )
-    )
     shapes = "; ".join(
         f"batch {b}: " + ", ".join(f"{n} {d}" for n, d in dims.items())
         for b, dims in (bench.get("timed_shapes") or {}).items()
@@ -637,36 +606,70 @@ def _bench_html(report: dict[str, Any]) -> str:
         "× PyTorch eager and × torch.compile are measured in the same run on the same device.</p>"
         + (f"<p>Shapes timed: {_e(shapes)}.</p>" if shapes else "")
         + _compile_times_html(bench)
-        + _table(
-            [
-                "artifact",
-                "runtime",
-                "batch",
-                "min ms",
-                "mean ms",
-                "p50 ms",
-                "p90 ms",
-                "p99 ms",
-                "items/s",
-                "× eager",
-                "× torch.compile",
-                "spread",
-                "H2D ms",
-                "RSS added",
-                "device mem",
-                "file",
-            ],
-            rows,
-            set(range(2, 16)),
-        )
+        + _table(BENCH_HEADERS, _bench_rows(bench, colours), set(range(2, 16)))
         + footnotes(["p50 ms", "items/s", "× eager", "spread", "H2D ms", "RSS added", "device mem"])
         + legend_html(report)
-        + f"<div class=plots>{''.join(plots)}</div>"
+        + f"<div class=plots>{''.join(_bench_plots(report, colours, markers))}</div>"
         + (f"<p><b>Noise and errors</b></p><ul>{warn}</ul>" if warn else "")
         + (f"<p>Skipped runtimes:</p><ul>{skipped}</ul>" if skipped else "")
         + f"<p class=muted>bench: {_f(oh.get('total_s'))} s, of which {_f(oh.get('own_share'))} outside the "
         "runtimes' own calls.</p>"
     )
+
+
+def _bench_rows(bench: dict[str, Any], colours: dict[str, str]) -> list[list[Any]]:
+    """One row per subject and batch it was timed at (BENCH_HEADERS)."""
+    rows = []
+    for r in bench["results"]:
+        for b, s in (r.get("batches") or {}).items():
+            if "p50_ms" not in s:
+                continue
+            rows.append(
+                [
+                    _named(r["artifact"], colours),
+                    _e(r["runtime"]),
+                    b,
+                    *(_f(s[k]) for k in ("min_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms")),
+                    _f(s.get("throughput"), 4),
+                    _ratio(s),
+                    _f(s.get("vs_compile")),
+                    f"{s['spread']:.1%}",
+                    _f(s.get("h2d_ms")),
+                    *(_size(r.get(k)) for k in ("peak_rss_delta", "device_memory_delta", "file_size")),
+                ]
+            )
+    return rows
+
+
+def _bench_plots(report: dict[str, Any], colours: dict[str, str], markers: dict[str, str]) -> list[str]:
+    """Per runtime, latency against batch and against throughput; then accuracy against speed."""
+    bench = report["bench"]
+    runtimes = sorted(
+        {r["runtime"] for r in bench["results"] if r["artifact"] not in ("pytorch", "torch.compile")}
+    )
+    sweep = len(bench.get("batch_sizes") or []) > 1
+    plots = []
+    for rt in runtimes:
+        for series, x_label, title in (
+            (latency_series(bench, rt, colours, markers), "batch size", f"Latency vs batch — {rt}"),
+            (
+                throughput_series(bench, rt, colours, markers),
+                "throughput (items/s)",
+                f"Latency vs throughput — {rt}",
+            ),
+        ):
+            plots.append(svg_chart(series, x_label, "p50 latency (ms)", title, logx=sweep, logy=True))
+    plots.append(
+        svg_chart(
+            accuracy_speed_series(report, colours, markers),
+            "p50 latency (ms)",
+            "SNR vs reference (dB, capped 150)",
+            "Accuracy vs speed",
+            logx=True,
+            lines=False,
+        )
+    )
+    return plots
 
 
 def compile_times(bench: dict[str, Any]) -> list[str]:
@@ -763,56 +766,105 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append("")
     for a in report.get("artifacts") or []:
         lines += [f"- `{a['name']}`: {m}" for m in artifact_marks(a)]
-    verify = report.get("verify")
-    if verify:
-        lines += [
-            "| artifact | runtime | output | result | max abs | cosine | SNR dB | top-1 |",
-            "|---|---|---|---|---:|---:|---:|---:|",
-        ]
-        for r in verify["results"]:
-            for out, m in (r.get("outputs") or {}).items():
-                lines.append(
-                    f"| {r['artifact']} | {r['runtime']} | {out} | {'pass' if m.get('passed') else '**FAIL**'} | "
-                    f"{_f(m.get('max_abs'))} | {_f(m.get('cosine'), 7)} | {_f(m.get('snr_db'), 4)} | {_f(m.get('top1'))} |"
-                )
-        for s in verify["skipped_runtimes"]:
-            lines.append(f"\nSkipped `{s['runtime']}`: {s['reason']}")
-        if verify["failures"]:
-            lines += ["", "**Failures:**", ""] + [f"- {f}" for f in verify["failures"][:30]]
-        lines += [
-            "",
-            "_" + "; ".join(f"{k}: {METRIC_HELP[k]}" for k in ("max abs", "cosine", "SNR dB", "top-1")) + "_",
-            "",
-        ]
+    lines += _verify_markdown(report.get("verify"))
     bench = report.get("bench")
-    if bench:
-        lines += [
-            "| artifact | runtime | batch | p50 ms | p90 ms | p99 ms | items/s | × eager | × torch.compile | spread |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for r in bench["results"]:
-            for b, s in (r.get("batches") or {}).items():
-                if "p50_ms" in s:
-                    lines.append(
-                        f"| {r['artifact']} | {r['runtime']} | {b} | {_f(s['p50_ms'])} | {_f(s['p90_ms'])} | "
-                        f"{_f(s['p99_ms'])} | {_f(s.get('throughput'), 4)} | {_ratio(s)} | {_f(s.get('vs_compile'))} | "
-                        f"{s['spread']:.1%} |"
-                    )
-        lines += [f"- {t}" for t in compile_times(bench)]
-        lines += [f"- ⚠ {w}" for w in (bench.get("warnings") or [])]
-        shapes = "; ".join(
-            f"batch {b}: " + ", ".join(f"{n} {d}" for n, d in dims.items())
-            for b, dims in (bench.get("timed_shapes") or {}).items()
-        )
-        if shapes:
-            lines += ["", f"_Shapes timed: {shapes}. × eager: {METRIC_HELP['× eager']}._"]
-        lines.append("")
+    lines += _bench_markdown(bench)
     env = report["environment"]
     lines.append(
         f"_{env.get('cpu')}; GPU: {', '.join(env.get('gpus') or []) or 'none'}; threads: "
         f"{(bench or {}).get('threads') or 'default'}_"
     )
     return "\n".join(lines) + "\n"
+
+
+def _verify_markdown(verify: dict[str, Any] | None) -> list[str]:
+    if not verify:
+        return []
+    lines: list[str] = []
+    lines += _md_table(
+        ["artifact", "runtime", "output", "result", "max abs", "cosine", "SNR dB", "top-1"],
+        [
+            [
+                r["artifact"],
+                r["runtime"],
+                out,
+                "pass" if m.get("passed") else "**FAIL**",
+                _f(m.get("max_abs")),
+                _f(m.get("cosine"), 7),
+                _f(m.get("snr_db"), 4),
+                _f(m.get("top1")),
+            ]
+            for r in verify["results"]
+            for out, m in (r.get("outputs") or {}).items()
+        ],
+        numeric_from=4,
+    )
+    for s in verify["skipped_runtimes"]:
+        lines.append(f"\nSkipped `{s['runtime']}`: {s['reason']}")
+    if verify["failures"]:
+        lines += ["", "**Failures:**", ""] + [f"- {f}" for f in verify["failures"][:30]]
+    lines += [
+        "",
+        "_" + "; ".join(f"{k}: {METRIC_HELP[k]}" for k in ("max abs", "cosine", "SNR dB", "top-1")) + "_",
+        "",
+    ]
+    return lines
+
+
+def _bench_markdown(bench: dict[str, Any] | None) -> list[str]:
+    if not bench:
+        return []
+    lines: list[str] = []
+    lines += _md_table(
+        [
+            "artifact",
+            "runtime",
+            "batch",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "items/s",
+            "× eager",
+            "× torch.compile",
+            "spread",
+        ],
+        [
+            [
+                r["artifact"],
+                r["runtime"],
+                b,
+                _f(s["p50_ms"]),
+                _f(s["p90_ms"]),
+                _f(s["p99_ms"]),
+                _f(s.get("throughput"), 4),
+                _ratio(s),
+                _f(s.get("vs_compile")),
+                f"{s['spread']:.1%}",
+            ]
+            for r in bench["results"]
+            for b, s in (r.get("batches") or {}).items()
+            if "p50_ms" in s
+        ],
+        numeric_from=2,
+    )
+    lines += [f"- {t}" for t in compile_times(bench)]
+    lines += [f"- ⚠ {w}" for w in (bench.get("warnings") or [])]
+    shapes = "; ".join(
+        f"batch {b}: " + ", ".join(f"{n} {d}" for n, d in dims.items())
+        for b, dims in (bench.get("timed_shapes") or {}).items()
+    )
+    if shapes:
+        lines += ["", f"_Shapes timed: {shapes}. × eager: {METRIC_HELP['× eager']}._"]
+    lines.append("")
+    return lines
+
+
+def _md_table(headers: list[str], rows: list[list[Any]], numeric_from: int) -> list[str]:
+    """A Markdown table; the columns from `numeric_from` on are right-aligned."""
+    align = ["---" if i < numeric_from else "---:" for i in range(len(headers))]
+    return [f"| {' | '.join(headers)} |", f"|{'|'.join(align)}|"] + [
+        f"| {' | '.join(str(c) for c in row)} |" for row in rows
+    ]
 
 
 def _ratio(figures: dict[str, Any]) -> str:

@@ -27,6 +27,7 @@ from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import RunContext, Stage, StageOutput
 from infercc.runtimes.base import candidate_runtimes, probe, runs_artifact, usable_runtimes
 from infercc.runtimes.isolation import IsolatedRuntime, RuntimeCrashed
+from infercc.stages.results import BenchResult
 from infercc.stages.verify import Clock, opened
 
 BASELINES = {"cpu": "pytorch-cpu", "cuda": "pytorch-cuda"}
@@ -324,20 +325,7 @@ def _device_memory(runtime: Any) -> int | None:
 def compare_with_baseline(entries: list[dict[str, Any]]) -> None:
     """Add `speedup` (baseline p50 / p50) against PyTorch eager on the same device and batch, unless either
     measurement was disturbed: then `speedup` stays out and `disturbed` says why (no ratio from a busy machine)."""
-    base = {
-        (e["device"], b): s
-        for e in entries
-        if e["artifact"] == "pytorch"
-        for b, s in e["batches"].items()
-        if "p50_ms" in s
-    }
-    peer = {
-        (e["device"], b): s
-        for e in entries
-        if e["artifact"] == PEER
-        for b, s in e["batches"].items()
-        if "p50_ms" in s
-    }
+    base, peer = _timed_by_device(entries, BASELINE), _timed_by_device(entries, PEER)
     for e in entries:
         for b, stats in e["batches"].items():
             ref = base.get((e["device"], b))
@@ -358,6 +346,17 @@ def compare_with_baseline(entries: list[dict[str, Any]]) -> None:
             ):
                 stats["vs_compile"] = compiled["p50_ms"] / stats["p50_ms"]  # > 1: faster than torch.compile
                 stats["compile_p50_ms"] = compiled["p50_ms"]
+
+
+def _timed_by_device(entries: list[dict[str, Any]], artifact: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """(device, batch) -> the figures of `artifact` (PyTorch eager or the torch.compile peer) where timed."""
+    return {
+        (e["device"], b): s
+        for e in entries
+        if e["artifact"] == artifact
+        for b, s in e["batches"].items()
+        if "p50_ms" in s
+    }
 
 
 def disturbed_batches(entries: list[dict[str, Any]]) -> list[str]:
@@ -462,25 +461,23 @@ class BenchStage:
                 f"the machine was busy during the bench ({disturbed[0]}); ratios are reported as 'disturbed'"
             )
         notes = [f"skipped runtime {s['runtime']}: {s['reason']}" for s in skipped] + warnings + errors
-        return StageOutput(
-            metrics={
-                "batch_sizes": sizes,
-                "threads": cfg.threads,
-                "settings": cfg.model_dump(mode="json"),
-                "results": entries,
-                "skipped_runtimes": skipped,
-                "warnings": warnings,
-                "errors": errors,
-                "crashes": [e["crashed"] for e in entries if e.get("crashed")],
-                "overhead": overhead,
-                "flops_per_item": flops,
-                "timed_shapes": timed_shapes(feeds_by_batch),
-                "load_average": load,
-                "disturbed": disturbed,
-                "brief": _brief(entries, sizes, timed_shapes(feeds_by_batch)),
-            },
-            notes=notes,
+        result = BenchResult(
+            batch_sizes=sizes,
+            threads=cfg.threads,
+            settings=cfg.model_dump(mode="json"),
+            results=entries,
+            skipped_runtimes=skipped,
+            warnings=warnings,
+            errors=errors,
+            crashes=[e["crashed"] for e in entries if e.get("crashed")],
+            overhead=overhead,
+            flops_per_item=flops,
+            timed_shapes=timed_shapes(feeds_by_batch),
+            load_average=load,
+            disturbed=disturbed,
+            brief=_brief(entries, sizes, timed_shapes(feeds_by_batch)),
         )
+        return StageOutput(result=result, notes=notes)
 
     def _subjects(
         self, ctx: RunContext, inputs: dict[str, ArtifactRecord]
@@ -517,9 +514,7 @@ class BenchStage:
         if cfg.baseline and not ctx.source.is_onnx:
             for device in sorted(devices):
                 runtime_name = BASELINES[device]
-                _, reason = probe(runtime_name)
-                if reason:
-                    skipped.append({"runtime": runtime_name, "reason": reason})
+                if not _available(runtime_name, skipped):
                     continue
                 subjects.insert(
                     0,
@@ -540,9 +535,7 @@ class BenchStage:
         peers = []
         for device in sorted(devices):
             runtime_name = PEERS[device]
-            _, reason = probe(runtime_name)
-            if reason:
-                skipped.append({"runtime": runtime_name, "reason": reason})
+            if not _available(runtime_name, skipped):
                 continue
             options = {
                 "source": ctx.source.spec,
@@ -553,6 +546,14 @@ class BenchStage:
             }
             peers.append(Subject(PEER, runtime_name, None, None, None, options))
         return peers
+
+
+def _available(runtime: str, skipped: list[dict[str, str]]) -> bool:
+    """Whether a reference runtime (PyTorch eager, torch.compile) runs here; if not, it is listed as skipped."""
+    _, reason = probe(runtime)
+    if reason:
+        skipped.append({"runtime": runtime, "reason": reason})
+    return not reason
 
 
 def _tuned_options(ctx: RunContext, inputs: dict[str, ArtifactRecord], artifact: str) -> dict[str, Any]:

@@ -16,7 +16,9 @@ from typing import Any, ClassVar
 from infercc.config import CompileConfig, Precision
 from infercc.errors import StageError
 from infercc.pipeline.manifest import ArtifactRecord
-from infercc.pipeline.stage import NewArtifact, RunContext, Stage, StageOutput
+from infercc.pipeline.stage import NewArtifact, RunContext, SkippedStage, Stage, StageOutput
+from infercc.stages.evaluation import datasets, fig, fp32_outputs, size_figures, warn_once
+from infercc.stages.results import Bf16Result
 
 BF16_FILE = "model.bf16.onnx"
 BF16_KIND = "onnx-bf16"
@@ -39,25 +41,11 @@ def bf16_stages(config: CompileConfig) -> tuple[list[Stage], list[str]]:
     return [Bf16Stage()], ["bf16"]
 
 
-class SkippedBf16:
+class SkippedBf16(SkippedStage):
     """BF16 on a machine that cannot compute in it: reported as skipped, with the reason."""
 
-    name = "quantize-bf16"
-    version: ClassVar[str] = "1"
-    description = "Mark for BF16 inference (OpenVINO)"
-    needs: tuple[str, ...] = ()
-
     def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-    def settings(self, ctx: RunContext) -> dict[str, Any]:
-        return {"skipped": self.reason}
-
-    def tools(self) -> tuple[str, ...]:
-        return ()
-
-    def run(self, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> StageOutput:
-        return StageOutput(skipped=self.reason, metrics={"skipped": self.reason})
+        super().__init__("quantize-bf16", "Mark for BF16 inference (OpenVINO)", reason)
 
 
 def write_bf16(fp32: Any, out: Any) -> dict[str, Any]:
@@ -83,8 +71,6 @@ class Bf16Stage:
     needs: tuple[str, ...] = ("fp32",)
 
     def settings(self, ctx: RunContext) -> dict[str, Any]:
-        from infercc.stages.quantize import datasets
-
         return {
             "runtime": RUNTIME,
             "evaluation": datasets(ctx)[1].fingerprint,
@@ -97,11 +83,10 @@ class Bf16Stage:
     def run(self, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> StageOutput:
         from infercc.openvino.capability import bf16_support
         from infercc.quantization.accuracy import accuracy, brief, run_model
-        from infercc.stages.quantize import _fig, _size_figures, _warn_once, datasets, fp32_outputs
 
         out = ctx.path(BF16_FILE)
         evaluate = datasets(ctx)[1]
-        _warn_once(ctx, evaluate.warnings)
+        warn_once(ctx, evaluate.warnings)
         ctx.progress(self.name, 0, None, "writing")
         info = write_bf16(ctx.path(inputs["fp32"].path), out)
         ctx.progress(self.name, 1, None, f"measuring on {RUNTIME}")
@@ -116,21 +101,21 @@ class Bf16Stage:
                 "check the evaluation data).",
             )
         support = bf16_support()
-        metrics = {
-            "accuracy": figures,
-            "evaluation": evaluate.description,
-            "runtime": RUNTIME,
-            "cpu": support.reason,
+        result = Bf16Result(
+            accuracy=figures,
+            evaluation=evaluate.description,
+            runtime=RUNTIME,
+            cpu=support.reason,
             **info,
-            **_size_figures(ctx, BF16_FILE, inputs["fp32"]),
-        }
-        metrics["brief"] = f"{brief(figures)} on {RUNTIME} ({support.reason})"
+            **size_figures(out, inputs["fp32"]),
+            brief=f"{brief(figures)} on {RUNTIME} ({support.reason})",
+        )
         artifact = NewArtifact(
             "bf16",
             BF16_FILE,
             BF16_KIND,
             precision=Precision.bf16,
             target="openvino",
-            meta={"nodes": info["nodes"], "accuracy": _fig(figures), "runtime": RUNTIME},
+            meta={"nodes": info["nodes"], "accuracy": fig(figures), "runtime": RUNTIME},
         )
-        return StageOutput(artifacts=[artifact], metrics=metrics)
+        return StageOutput(artifacts=[artifact], result=result)

@@ -18,6 +18,7 @@ from infercc.fsutil import atomic_write_json, sha256_json
 from infercc.pipeline.manifest import ArtifactRecord, now_iso
 from infercc.pipeline.stage import NewArtifact, RunContext, SkippedStage, Stage, StageOutput
 from infercc.shapes import format_dims, shape_flags
+from infercc.stages.results import BuildResult
 from infercc.tensorrt.flavours import (
     FlavourInfo,
     install_hint,
@@ -123,9 +124,7 @@ class SkippedBuild(SkippedStage):
 
 class BuildStage:
     version: ClassVar[str] = "1"
-    portable: ClassVar[bool] = (
-        True  # its outputs do not depend on this machine: --cache shares them across hosts
-    )
+    portable: ClassVar[bool] = True  # machine-independent outputs: --cache shares them across hosts
 
     def __init__(
         self,
@@ -196,8 +195,7 @@ class BuildStage:
 
     def run(self, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> StageOutput:
         from infercc.tensorrt.builder import BuildRequest, build_engine
-        from infercc.tensorrt.profiles import describe_profiles, profiles_to_json
-        from infercc.tensorrt.sidecar import SCHEMA
+        from infercc.tensorrt.profiles import describe_profiles
 
         build, family, p = ctx.config.build, self.flavour.family, self.precision.value
         source = inputs[self.source]
@@ -227,7 +225,46 @@ class BuildStage:
         if self.flavour.caps.needs_gpu_to_build:
             gpu = local_gpu() or {}
             targets.update({"gpu": gpu.get("name"), "gpu_compute_capability": gpu.get("compute_capability")})
-        sidecar = {
+        sidecar = self._sidecar(ctx, source, engine_rel, result, targets, calibration_info)
+        atomic_write_json(ctx.path(sidecar_rel), sidecar)
+        ctx.progress(self.name, 1, 1, f"{result.size:,} bytes")
+        meta = {"flavour": family, "version": self.flavour.version, "sidecar": sidecar_rel}
+        artifacts[:0] = [
+            NewArtifact(f"engine-{p}", engine_rel, "engine", self.precision, "tensorrt", meta=meta),
+            NewArtifact(f"engine-{p}-sidecar", sidecar_rel, "sidecar", self.precision, "tensorrt"),
+        ]
+        return StageOutput(
+            artifacts=artifacts,
+            result=BuildResult(
+                brief=f"{self.flavour.label}, {result.size / 1024:.0f} KB, {len(result.profiles)} "
+                f"profile(s), {result.network['num_layers']} layers, {result.seconds:.2f} s",
+                flavour=self.flavour.label,
+                build_s=round(result.seconds, 4),
+                engine_bytes=result.size,
+                layers=result.network["num_layers"],
+                profiles=describe_profiles(result.profiles),
+                targets=targets,
+                timing_cache=result.timing_cache,
+                **({"calibration": calibration_info} if calibration_info else {}),
+            ),
+            notes=result.notes,
+        )
+
+    def _sidecar(
+        self,
+        ctx: RunContext,
+        source: ArtifactRecord,
+        engine_rel: str,
+        result: Any,
+        targets: dict[str, Any],
+        calibration_info: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The engine's sidecar: what it was built from, for which GPU, with which settings, and how to rebuild."""
+        from infercc.tensorrt.profiles import profiles_to_json
+        from infercc.tensorrt.sidecar import SCHEMA
+
+        build, p = ctx.config.build, self.precision.value
+        return {
             "schema": SCHEMA,
             "engine": engine_rel.rsplit("/", 1)[-1],
             "engine_bytes": result.size,
@@ -235,7 +272,7 @@ class BuildStage:
             "precision": p,
             "flavour": {
                 "module": self.flavour.module,
-                "family": family,
+                "family": self.flavour.family,
                 "version": self.flavour.version,
                 "label": self.flavour.label,
             },
@@ -262,29 +299,6 @@ class BuildStage:
             "notes": result.notes,
             "rebuild": rebuild_command(ctx, p),
         }
-        atomic_write_json(ctx.path(sidecar_rel), sidecar)
-        ctx.progress(self.name, 1, 1, f"{result.size:,} bytes")
-        meta = {"flavour": family, "version": self.flavour.version, "sidecar": sidecar_rel}
-        artifacts[:0] = [
-            NewArtifact(f"engine-{p}", engine_rel, "engine", self.precision, "tensorrt", meta=meta),
-            NewArtifact(f"engine-{p}-sidecar", sidecar_rel, "sidecar", self.precision, "tensorrt"),
-        ]
-        return StageOutput(
-            artifacts=artifacts,
-            metrics={
-                "brief": f"{self.flavour.label}, {result.size / 1024:.0f} KB, {len(result.profiles)} "
-                f"profile(s), {result.network['num_layers']} layers, {result.seconds:.2f} s",
-                "flavour": self.flavour.label,
-                "build_s": round(result.seconds, 4),
-                "engine_bytes": result.size,
-                "layers": result.network["num_layers"],
-                "profiles": describe_profiles(result.profiles),
-                "targets": targets,
-                "timing_cache": result.timing_cache,
-                **({"calibration": calibration_info} if calibration_info else {}),
-            },
-            notes=result.notes,
-        )
 
     def _calibration(
         self, ctx: RunContext, profiles: list[Any], source: ArtifactRecord

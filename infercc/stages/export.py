@@ -13,6 +13,7 @@ import re
 import shutil
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,6 +33,7 @@ from infercc.onnxutil import check_onnx, externalize_if_large, io_dims, load_onn
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import NewArtifact, RunContext, StageOutput
 from infercc.shapes import Shape, format_dims
+from infercc.stages.results import ExportResult
 
 ONNX_FILE = "model.onnx"
 REFERENCE_FILE = "reference.npz"
@@ -70,9 +72,7 @@ class ExportStage:
     version: ClassVar[str] = (
         "3"  # 2: dynamic dimensions named <input>_dim<axis> or by --dim-name; 3: PyTorch on input copies, NaN reference is exit 4
     )
-    portable: ClassVar[bool] = (
-        True  # its outputs do not depend on this machine: --cache shares them across hosts
-    )
+    portable: ClassVar[bool] = True  # machine-independent outputs: --cache shares them across hosts
     description = "Export PyTorch -> ONNX"
     needs: tuple[str, ...] = ()
 
@@ -80,9 +80,7 @@ class ExportStage:
         cfg = ctx.config
         return {
             "export": cfg.export.model_dump(mode="json"),
-            "inputs": {
-                n: ctx.config.inputs[n].model_dump(mode="json") for n in ctx.input_names if n in cfg.inputs
-            },
+            "inputs": {n: ctx.inputs[n].model_dump(mode="json") for n in ctx.input_names},
             "ranges": {n: r.describe() for n, r in ctx.shape_ranges.items()},
             "input_names": ctx.input_names,
             "output_names": cfg.model.output_names,
@@ -96,7 +94,7 @@ class ExportStage:
         module = ctx.torch_module()
         points = shape_points(ctx)
         feeds = {
-            p.label: synthetic_feed(ctx.input_names, p.shapes, ctx.config.inputs, seed=ctx.config.verify.seed)
+            p.label: synthetic_feed(ctx.input_names, p.shapes, ctx.inputs, seed=ctx.config.verify.seed)
             for p in points
         }
         notes: list[str] = []
@@ -134,28 +132,37 @@ class ExportStage:
             _save_reference(ctx.path(REFERENCE_FILE), feeds, references)
             model = load_onnx(final, with_data=False)
             counts = op_counts(model)
-            metrics = {
-                "exporter": exporter.value,
-                "fallback_reasons": attempts,
-                "opset": ctx.config.export.opset,
-                "export_s": round(export_s, 3),
-                "nodes": sum(counts.values()),
-                "op_counts": counts,
-                "io": io_dims(model),
-                "parity": parity.per_point,
-                "shapes_checked": {p.label: describe_point(p) for p in points},
-                "trace_warnings": warned,
-                "graph_breaks": [a for a in attempts if a.startswith("dynamo")],
-            }
+            result = ExportResult(
+                exporter=exporter.value,
+                fallback_reasons=attempts,
+                opset=ctx.config.export.opset,
+                export_s=round(export_s, 3),
+                nodes=sum(counts.values()),
+                op_counts=counts,
+                io=io_dims(model),
+                parity=parity.per_point,
+                shapes_checked={p.label: describe_point(p) for p in points},
+                trace_warnings=warned,
+                graph_breaks=[a for a in attempts if a.startswith("dynamo")],
+            )
             return StageOutput(
                 artifacts=[
                     NewArtifact("onnx", ONNX_FILE, "onnx", meta={"exporter": exporter.value}),
                     NewArtifact("reference", REFERENCE_FILE, "reference"),
                 ],
-                metrics=metrics,
+                result=with_brief(result),
                 notes=notes,
             )
         raise _export_failure(attempts, ctx)
+
+
+def with_brief(result: ExportResult) -> ExportResult:
+    fallback = "".join(f" (after {reason})" for reason in result.fallback_reasons)
+    result.brief = (
+        f"{result.exporter} exporter{fallback}, {result.nodes} nodes, "
+        f"parity OK at {', '.join(result.shapes_checked)}"
+    )
+    return result
 
 
 def _judge_trace(
@@ -182,7 +189,7 @@ def _dim_names(ctx: RunContext) -> dict[str, dict[int, str]]:
     """input -> dynamic axis -> its name in the graph; a name for a static axis is a usage error."""
     chosen: dict[str, dict[int, str]] = {}
     for name in ctx.input_names:
-        names = ctx.config.inputs[name].dim_names
+        names = ctx.inputs[name].dim_names
         dynamic = ctx.shape_ranges[name].dynamic_axes
         for axis in names:
             if axis not in dynamic:
@@ -353,7 +360,7 @@ def _trace_feed(ctx: RunContext) -> Feeds:
             if dims[axis] == 1 and shape_range.max[axis] >= 2:
                 dims[axis] = 2
         shapes[name] = tuple(dims)
-    return synthetic_feed(ctx.input_names, shapes, ctx.config.inputs, seed=ctx.config.verify.seed + 1)
+    return synthetic_feed(ctx.input_names, shapes, ctx.inputs, seed=ctx.config.verify.seed + 1)
 
 
 def _reinfer_output_shapes(path: Path) -> None:
@@ -402,9 +409,12 @@ def _export(
     args = tuple(torch.from_numpy(np.ascontiguousarray(feed[n])) for n in ctx.input_names)
     opset = ctx.config.export.opset
     quiet = contextlib.redirect_stdout(io.StringIO())
-    for logger in ("torch.onnx", "torch.fx", "torch.export", "torch._export", "torch._dynamo"):
-        logging.getLogger(logger).setLevel(logging.ERROR)  # a failed attempt is reported in one line
-    with warnings.catch_warnings(record=True) as caught, quiet, contextlib.redirect_stderr(io.StringIO()):
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        quiet,
+        contextlib.redirect_stderr(io.StringIO()),
+        _quiet_loggers(),
+    ):
         warnings.simplefilter("always")
         if exporter is Exporter.dynamo:
             dynamic_shapes = {
@@ -447,6 +457,24 @@ def _export(
             )
     _rename_outputs(path, output_names)
     return trace_warnings(torch, caught)
+
+
+@contextlib.contextmanager
+def _quiet_loggers() -> Iterator[None]:
+    """torch's exporter loggers at ERROR while exporting (a failed attempt is reported in one line), and back
+    to their own levels afterwards: the user's logging is theirs."""
+    loggers = [
+        logging.getLogger(n)
+        for n in ("torch.onnx", "torch.fx", "torch.export", "torch._export", "torch._dynamo")
+    ]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def trace_warnings(torch: Any, caught: list[Any]) -> list[str]:
@@ -618,9 +646,7 @@ class ImportOnnxStage:
 
     name = "export"
     version: ClassVar[str] = "1"
-    portable: ClassVar[bool] = (
-        True  # its outputs do not depend on this machine: --cache shares them across hosts
-    )
+    portable: ClassVar[bool] = True  # machine-independent outputs: --cache shares them across hosts
     description = "Import ONNX"
     needs: tuple[str, ...] = ()
 
@@ -628,11 +654,7 @@ class ImportOnnxStage:
         return {
             "ranges": {n: r.describe() for n, r in ctx.shape_ranges.items()},
             "seed": ctx.config.verify.seed,
-            "inputs": {
-                n: ctx.config.inputs[n].model_dump(mode="json")
-                for n in ctx.input_names
-                if n in ctx.config.inputs
-            },
+            "inputs": {n: ctx.inputs[n].model_dump(mode="json") for n in ctx.input_names},
         }
 
     def tools(self) -> tuple[str, ...]:
@@ -649,7 +671,7 @@ class ImportOnnxStage:
         save_onnx(model, ctx.path(ONNX_FILE), _external_threshold(ctx))
         points = shape_points(ctx)
         feeds = {
-            p.label: synthetic_feed(ctx.input_names, p.shapes, ctx.config.inputs, seed=ctx.config.verify.seed)
+            p.label: synthetic_feed(ctx.input_names, p.shapes, ctx.inputs, seed=ctx.config.verify.seed)
             for p in points
         }
         references = {}
@@ -659,17 +681,18 @@ class ImportOnnxStage:
                 references[point.label] = runtime.infer(feeds[point.label])
         _save_reference(ctx.path(REFERENCE_FILE), feeds, references)
         counts = op_counts(model)
+        result = ExportResult(
+            exporter="none",
+            nodes=sum(counts.values()),
+            op_counts=counts,
+            io=io_dims(model),
+            shapes_checked={p.label: describe_point(p) for p in points},
+        )
         return StageOutput(
             artifacts=[
                 NewArtifact("onnx", ONNX_FILE, "onnx", meta={"exporter": "none (ONNX source)"}),
                 NewArtifact("reference", REFERENCE_FILE, "reference"),
             ],
-            metrics={
-                "exporter": "none",
-                "nodes": sum(counts.values()),
-                "op_counts": counts,
-                "io": io_dims(model),
-                "shapes_checked": {p.label: describe_point(p) for p in points},
-            },
+            result=with_brief(result),
             notes=["ONNX source: export skipped; the reference is ONNX Runtime CPU on the source file"],
         )

@@ -21,6 +21,7 @@ from infercc.fsutil import atomic_write_json
 from infercc.pipeline.manifest import ArtifactRecord, now_iso
 from infercc.pipeline.stage import NewArtifact, RunContext, SkippedStage, Stage, StageOutput
 from infercc.shapes import shape_flags
+from infercc.stages.results import InductorResult
 
 DTYPES = {Precision.fp32: "float32", Precision.fp16: "float16", Precision.bf16: "bfloat16"}
 
@@ -78,7 +79,7 @@ class CompileInductorStage:
             "device": device_identity(self.device),  # the machine code targets this device
             "source": ctx.source_hash,
             "shapes": {n: ctx.shape_ranges[n].describe() for n in ctx.input_names},
-            "inputs": {n: cfg.inputs[n].model_dump(mode="json") for n in ctx.input_names},
+            "inputs": {n: ctx.inputs[n].model_dump(mode="json") for n in ctx.input_names},
             "output_names": cfg.model.output_names,
             "autotune_s": cfg.build.inductor_autotune_s,
         }
@@ -110,7 +111,7 @@ class CompileInductorStage:
             module,
             ctx.input_names,
             ctx.shape_ranges,
-            ctx.config.inputs,
+            ctx.inputs,
             self.device,
             getattr(torch, DTYPES[self.precision]),
         )
@@ -143,20 +144,20 @@ class CompileInductorStage:
                 NewArtifact(f"inductor-{p}", filename, "inductor", self.precision, "inductor", meta=meta),
                 NewArtifact(f"inductor-{p}-sidecar", sidecar_rel, "sidecar", self.precision, "inductor"),
             ],
-            metrics={
-                "brief": f"AOTInductor {self.device}, {size / 1024:.0f} KB, export {exported.seconds:.1f} s, "
+            result=InductorResult(
+                brief=f"AOTInductor {self.device}, {size / 1024:.0f} KB, export {exported.seconds:.1f} s, "
                 f"compile {compiled.seconds:.1f} s ({compiled.mode})"
                 + (f"; {len(exported.specialized)} dimension(s) specialised" if exported.specialized else "")
                 + ("; not loadable here" if check.get("error") else ""),
-                "device": self.device,
-                "export_s": round(exported.seconds, 3),
-                "compile_s": round(compiled.seconds, 3),
-                "mode": compiled.mode,
-                "package_bytes": size,
-                "valid_shapes": exported.valid,
-                "specialized": [s.to_json() for s in exported.specialized],
-                "load_check": check,
-            },
+                device=self.device,
+                export_s=round(exported.seconds, 3),
+                compile_s=round(compiled.seconds, 3),
+                mode=compiled.mode,
+                package_bytes=size,
+                valid_shapes=exported.valid,
+                specialized=[s.to_json() for s in exported.specialized],
+                load_check=check,
+            ),
             notes=notes,
         )
 

@@ -15,6 +15,7 @@ from infercc.onnxutil import check_onnx, load_onnx, save_onnx
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import NewArtifact, RunContext, StageOutput
 from infercc.runtimes.base import ORT_ONLY
+from infercc.stages.results import OptimizeResult
 
 ORT_FILE = "model.fp32.ort.onnx"
 ATTENTION = ("Attention", "MultiHeadAttention", "GroupQueryAttention")
@@ -82,7 +83,7 @@ class OptimizeStage:
                     },
                 )
             ],
-            metrics={**report.to_dict(), "parity": figures, "brief": brief},
+            result=OptimizeResult(**report.to_dict(), parity=figures, brief=brief),
             notes=notes,
         )
 

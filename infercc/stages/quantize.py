@@ -21,14 +21,11 @@ from infercc.config import CompileConfig, Precision, QuantizeConfig, Target
 from infercc.errors import StageError, UsageError
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import NewArtifact, RunContext, Stage, StageOutput
+from infercc.quantization.fallback import Int8Form, Int8Job, Outcome
+from infercc.stages.evaluation import datasets, fig, fp32_outputs, size_figures, warn_once
+from infercc.stages.results import BudgetFigures, CalibrateResult, Fallback, Fp16Result, QuantizeResult
 
 FP16_FILE = "model.fp16.onnx"
-INT8_FILES = {"onnxruntime": "model.int8.onnx", "tensorrt": "model.int8.trt.onnx"}
-INT8_NAMES = {"onnxruntime": "int8", "tensorrt": "int8-trt"}
-ACTIVATIONS = {
-    "onnxruntime": "uint8 asymmetric activations",
-    "tensorrt": "int8 symmetric activations, float bias",
-}
 
 
 def stages_for(config: CompileConfig) -> tuple[list[Stage], list[str]]:
@@ -56,67 +53,12 @@ def stages_for(config: CompileConfig) -> tuple[list[Stage], list[str]]:
                 hint="Pass --calib DIR (.npy/.npz files or images), --calib module:fn, or --calib synthetic "
                 "(seeded random values: a last resort that says little about accuracy).",
             )
-        stages += [CalibrateStage(), Int8Stage("onnxruntime")]
+        stages += [CalibrateStage(), Int8Stage(Int8Form.onnxruntime)]
         produced.append("int8")
         if Target.tensorrt in config.targets:
-            stages.append(Int8Stage("tensorrt"))
+            stages.append(Int8Stage(Int8Form.tensorrt))
             produced.append("int8-trt")
     return stages, produced
-
-
-# --- shared per-run state -------------------------------------------------------------------------
-
-
-def _state(ctx: RunContext) -> dict[str, Any]:
-    return ctx.__dict__.setdefault("_quantize_state", {})
-
-
-def datasets(ctx: RunContext) -> tuple[Any, Any]:
-    """(calibration, evaluation) datasets, resolved once per run."""
-    state = _state(ctx)
-    if "datasets" not in state:
-        from infercc.data.sources import ModelInputs, effective_sources, resolve_datasets
-
-        inputs = ModelInputs(list(ctx.input_names), dict(ctx.shape_ranges), dict(ctx.config.inputs))
-        calibration, evaluation = effective_sources(ctx.config)
-        state["datasets"] = resolve_datasets(calibration, evaluation, inputs, seed=ctx.config.verify.seed)
-    return state["datasets"]
-
-
-def fp32_outputs(ctx: RunContext, fp32: ArtifactRecord) -> Any:
-    """The FP32 graph's outputs on the evaluation data (the reference every precision is measured against)."""
-    from infercc.quantization.accuracy import run_model
-
-    state = _state(ctx)
-    key = ("fp32-outputs", fp32.sha256)
-    if key not in state:
-        from infercc.stages.export import require_finite_reference
-
-        outputs = run_model(ctx.path(fp32.path), datasets(ctx)[1], threads=ctx.config.bench.threads)
-        require_finite_reference(outputs.values, "the evaluation data", "FP32 graph")
-        state[key] = outputs
-    return state[key]
-
-
-def _warn_once(ctx: RunContext, messages: list[str]) -> None:
-    shown = _state(ctx).setdefault("warned", set())
-    for message in messages:
-        if message not in shown:
-            shown.add(message)
-            ctx.events.warn(message)
-
-
-def _size_figures(ctx: RunContext, filename: str, fp32: ArtifactRecord) -> dict[str, Any]:
-    return _size_figures_at(ctx.path(filename), fp32)
-
-
-def _size_figures_at(path: Path, fp32: ArtifactRecord) -> dict[str, Any]:
-    size = path.stat().st_size
-    return {
-        "size_bytes": size,
-        "fp32_size_bytes": fp32.size,
-        "size_ratio": round(size / fp32.size, 4) if fp32.size else None,
-    }
 
 
 # --- FP16 -----------------------------------------------------------------------------------------
@@ -125,9 +67,7 @@ def _size_figures_at(path: Path, fp32: ArtifactRecord) -> dict[str, Any]:
 class Fp16Stage:
     name = "quantize-fp16"
     version: ClassVar[str] = "2"
-    portable: ClassVar[bool] = (
-        True  # its outputs do not depend on this machine (the load-check runtimes are in its settings)
-    )
+    portable: ClassVar[bool] = True  # machine-independent (the load-check runtimes are in its settings)
     description = "Convert to FP16"
 
     def __init__(self, source: str = "fp32") -> None:
@@ -161,24 +101,24 @@ class Fp16Stage:
         final = ctx.path(FP16_FILE)
         final.unlink(missing_ok=True)  # an earlier run's file must not outlive a failed conversion
         evaluate = datasets(ctx)[1]
-        _warn_once(ctx, evaluate.warnings)
+        warn_once(ctx, evaluate.warnings)
         search = _Fp16Search(
             ctx, load_onnx(ctx.path(inputs[self.source].path)), fp32_outputs(ctx, inputs[self.source])
         )
         with atomic_path(final) as candidate:
             info, figures = search.run(candidate)
-        metrics = {
-            "accuracy": figures,
-            "evaluation": evaluate.description,
-            "keep_io": q.fp16_keep_io,
-            "source": self.source,
-            "converter": "onnxruntime.transformers.float16",
-            "load_checked_on": search.runtimes,
+        result = Fp16Result(
+            accuracy=figures,
+            evaluation=evaluate.description,
+            keep_io=q.fp16_keep_io,
+            source=self.source,
+            converter="onnxruntime.transformers.float16",
+            load_checked_on=search.runtimes,
             **info,
-            "auto_blocked": search.log,
-            **_size_figures(ctx, FP16_FILE, inputs[self.source]),
-        }
-        metrics["brief"] = f"{brief(figures)}, {metrics['size_ratio']:.0%} of FP32 size" + (
+            auto_blocked=search.log,
+            **size_figures(ctx.path(FP16_FILE), inputs[self.source]),
+        )
+        result.brief = f"{brief(figures)}, {result.size_ratio:.0%} of FP32 size" + (
             f", {len(search.log)} node(s) kept FP32 by the data"
             if search.log
             else ", every op FP16"
@@ -195,13 +135,13 @@ class Fp16Stage:
                     target="onnxruntime" if self.source == "fp32-ort" else None,
                     meta={
                         "nodes": info["nodes"],
-                        "accuracy": _fig(figures),
+                        "accuracy": fig(figures),
                         "blocked_nodes": search.block_nodes,
                         "runtimes": inputs[self.source].meta.get("runtimes"),
                     },
                 )
             ],
-            metrics=metrics,
+            result=result,
             notes=search.notes,
         )
 
@@ -280,7 +220,7 @@ class _Fp16Search:
         self.notes.append(
             f"FP16 graph failed to load ({where[:200]}); kept {node} ({op}) in FP32 and converted again"
         )
-        _warn_once(self.ctx, [f"quantize-fp16: {self.notes[-1]}"])
+        warn_once(self.ctx, [f"quantize-fp16: {self.notes[-1]}"])
 
     def _drifting(self, converted: Any, outputs: Any, figures: dict[str, Any], last: bool) -> bool:
         """Keep the nodes where the error starts in FP32; False when there is nothing more to try."""
@@ -314,7 +254,7 @@ class _Fp16Search:
                 f"FP16 cosine {figures.get('cosine')} is below quantize.fp16_min_cosine {q.fp16_min_cosine}: {where}; "
                 "the graph is kept and verify judges it against its tolerance"
             )
-            _warn_once(self.ctx, [f"quantize-fp16: {self.notes[-1]}"])
+            warn_once(self.ctx, [f"quantize-fp16: {self.notes[-1]}"])
             return False
         picked = drifts[:4]
         for d in picked:
@@ -324,7 +264,7 @@ class _Fp16Search:
         self.notes.append(
             f"FP16 {reason} {where}; kept {', '.join(f'{d.node} ({d.op_type})' for d in picked)} in FP32 and converted again"
         )
-        _warn_once(self.ctx, [f"quantize-fp16: {self.notes[-1]}"])
+        warn_once(self.ctx, [f"quantize-fp16: {self.notes[-1]}"])
         return True
 
 
@@ -349,9 +289,7 @@ def _save_candidate(model: Any, path: Any, limit: int) -> None:
 class CalibrateStage:
     name = "calibrate"
     version: ClassVar[str] = "1"
-    portable: ClassVar[bool] = (
-        True  # its outputs do not depend on this machine: --cache shares them across hosts
-    )
+    portable: ClassVar[bool] = True  # machine-independent outputs: --cache shares them across hosts
     description = "Calibrate INT8 ranges"
     needs: tuple[str, ...] = ("fp32",)
 
@@ -377,7 +315,7 @@ class CalibrateStage:
 
         q = ctx.config.quantize
         calib = datasets(ctx)[0]
-        _warn_once(ctx, calib.warnings)
+        warn_once(ctx, calib.warnings)
         identity = cache_identity(inputs["fp32"].sha256, calib.fingerprint, q.method, q.percentile)
         path = ctx.path(CALIBRATION_FILE)
         existing = read_identity(path) if path.is_file() else None
@@ -410,18 +348,18 @@ class CalibrateStage:
                 {"samples": samples, "batches": batches, "tensors": tensors, "source": calib.description},
             )
             reused = False
-        metrics = {
-            "method": q.method.value,
-            "percentile": q.percentile if q.method.value == "percentile" else None,
-            "source": calib.description,
-            "kind": calib.kind,
-            "samples": samples,
-            "tensors": tensors,
-            "reused_cache": reused,
-            "calibration_s": round(time.perf_counter() - started, 3),
-            "brief": f"{q.method.value} over {samples} samples ({calib.kind}), {tensors} tensors"
+        result = CalibrateResult(
+            method=q.method.value,
+            percentile=q.percentile if q.method.value == "percentile" else None,
+            source=calib.description,
+            kind=calib.kind,
+            samples=samples,
+            tensors=tensors,
+            reused_cache=reused,
+            calibration_s=round(time.perf_counter() - started, 3),
+            brief=f"{q.method.value} over {samples} samples ({calib.kind}), {tensors} tensors"
             + (", reused cache" if reused else ""),
-        }
+        )
         return StageOutput(
             artifacts=[
                 NewArtifact(
@@ -432,7 +370,7 @@ class CalibrateStage:
                     meta={"method": q.method.value, "tensors": tensors, "samples": samples},
                 )
             ],
-            metrics=metrics,
+            result=result,
             notes=notes,
         )
 
@@ -442,23 +380,23 @@ class CalibrateStage:
 
 class Int8Stage:
     version: ClassVar[str] = "3"
-    portable: ClassVar[bool] = (
-        True  # its outputs do not depend on this machine: --cache shares them across hosts
-    )
+    portable: ClassVar[bool] = True  # machine-independent outputs: --cache shares them across hosts
 
-    def __init__(self, form: str) -> None:
+    def __init__(self, form: Int8Form) -> None:
         self.form = form
-        self.artifact = INT8_NAMES[form]
-        self.filename = INT8_FILES[form]
-        self.name = "quantize-int8" if form == "onnxruntime" else "quantize-int8-trt"
-        self.description = f"Quantize to INT8 ({form} Q/DQ form)"
-        self.needs: tuple[str, ...] = ("fp32", "calibration") + (("int8",) if form == "tensorrt" else ())
+        self.artifact = form.artifact
+        self.filename = form.filename
+        self.name = "quantize-int8" if form is Int8Form.onnxruntime else "quantize-int8-trt"
+        self.description = f"Quantize to INT8 ({form.value} Q/DQ form)"
+        self.needs: tuple[str, ...] = ("fp32", "calibration") + (
+            ("int8",) if form is Int8Form.tensorrt else ()
+        )
 
     def settings(self, ctx: RunContext) -> dict[str, Any]:
         q = ctx.config.quantize
         calib, evaluate = datasets(ctx)
         return {
-            "form": self.form,
+            "form": self.form.value,
             "quantize": q.model_dump(
                 mode="json", exclude={k for k in QuantizeConfig.model_fields if k.startswith("fp16_")}
             ),
@@ -475,264 +413,94 @@ class Int8Stage:
         chosen one is renamed to the artifact's name, so a run killed mid-search leaves no half-made
         model.int8.onnx (and the next run removes the temporary)."""
         from infercc.fsutil import atomic_path
+        from infercc.quantization.fallback import FallbackSearch
 
         with atomic_path(ctx.path(self.filename)) as candidate:
-            output = self._search(ctx, inputs, candidate)
-        return output
+            outcome = FallbackSearch(self._job(ctx, inputs, candidate)).run()
+            trace = None
+            if outcome.figures["non_finite"]:
+                from infercc.quantization.probe import first_non_finite
 
-    def _search(self, ctx: RunContext, inputs: dict[str, ArtifactRecord], out: Path) -> StageOutput:
-        from infercc.quantization.accuracy import accuracy, brief, meets, run_model
-        from infercc.quantization.int8 import write_qdq
-        from infercc.quantization.probe import first_non_finite
-        from infercc.quantization.sensitivity import rank_by_output
+                fp32 = ctx.path(inputs["fp32"].path)
+                trace = first_non_finite(
+                    candidate, fp32, outcome.outputs.batches, threads=ctx.config.bench.threads
+                )
+            sizes = size_figures(candidate, inputs["fp32"])
+        result = self._result(ctx, outcome, trace, sizes)
+        meta = {
+            "nodes": outcome.info["nodes"],
+            "accuracy": fig(outcome.figures),
+            "fallback_nodes": outcome.kept,
+            "activations": self.form.activations,
+        }
+        artifact = NewArtifact(self.artifact, self.filename, "onnx", Precision.int8, self.form.value, meta)
+        return StageOutput(artifacts=[artifact], result=result, notes=outcome.notes)
+
+    def _job(self, ctx: RunContext, inputs: dict[str, ArtifactRecord], out: Path) -> Int8Job:
+        calib, evaluate = datasets(ctx)
+        warn_once(ctx, evaluate.warnings)
+        return Int8Job(
+            fp32=ctx.path(inputs["fp32"].path),
+            ranges=ctx.path(inputs["calibration"].path),
+            out=out,
+            form=self.form,
+            settings=ctx.config.quantize,
+            calibration=calib,
+            evaluation=evaluate,
+            reference=fp32_outputs(ctx, inputs["fp32"]),
+            budget=budget_for(ctx.config, Precision.int8),
+            output_kinds=ctx.config.model.output_kinds,
+            threads=ctx.config.bench.threads,
+            inherited=list(inputs["int8"].meta.get("fallback_nodes", [])) if "int8" in inputs else [],
+            progress=lambda done, total, detail: ctx.progress(self.name, done, total, detail),
+        )
+
+    def _result(
+        self, ctx: RunContext, outcome: Outcome, trace: dict[str, Any] | None, sizes: dict[str, Any]
+    ) -> QuantizeResult:
+        """The figures, and the budget's verdict: a miss is a failed verdict unless accepted, and the TensorRT
+        form's figures (ONNX Runtime CPU only approximates TensorRT) are judged by verify on tensorrt."""
+        from infercc.quantization.accuracy import brief
 
         q = ctx.config.quantize
-        threads = ctx.config.bench.threads
-        fp32 = ctx.path(inputs["fp32"].path)
-        cache = ctx.path(inputs["calibration"].path)
-        calib, evaluate = datasets(ctx)
-        _warn_once(ctx, evaluate.warnings)
-        reference = fp32_outputs(ctx, inputs["fp32"])
-        inherited = list(inputs["int8"].meta.get("fallback_nodes", [])) if "int8" in inputs else []
-        fallback: list[str] = list(inherited)
-
-        def quantize() -> tuple[dict[str, Any], dict[str, Any], Any]:
-            info = write_qdq(
-                fp32,
-                cache,
-                out,
-                form=self.form,
-                method=q.method,
-                per_channel=q.per_channel,
-                exclude_nodes=[*q.exclude_nodes, *fallback],
-                exclude_ops=q.exclude_ops,
-            )
-            if q.bias_correction and self.form == "onnxruntime":
-                from infercc.quantization.bias_correction import correct_biases
-
-                info["bias_correction"] = correct_biases(
-                    fp32, out, out, list(calib.batches()), threads=threads
-                )
-            outputs = run_model(out, evaluate, threads=threads)
-            return info, accuracy(outputs, reference, ctx.config.model.output_kinds), outputs
-
-        def decide() -> dict[str, Any]:
-            # fallback choices are judged on the calibration data: choosing on the evaluation data would
-            # make the reported held-out figure optimistic
-            return accuracy(
-                run_model(out, calib, threads=threads), calib_reference, ctx.config.model.output_kinds
-            )
-
-        ctx.progress(self.name, 0, None, "quantizing")
-        calib_reference = run_model(fp32, calib, threads=threads)
-        info, figures, outputs = quantize()
-        first = figures
-        artifact_budget = budget_for(ctx.config, Precision.int8)
-        top1_budget = artifact_budget.top1 if figures.get("top1") is not None else None
-        cos_budget = artifact_budget.cosine
-        ok, misses = meets(figures, top1_budget, cos_budget)
-        judged = decide() if not ok else figures
-        calib_ok = cos_budget is not None and meets(judged, None, cos_budget)[0]
-        steps: list[dict[str, Any]] = []
-        notes: list[str] = []
-        if inherited:
-            notes.append(f"kept in FP32 as in the ONNX Runtime form: {', '.join(inherited)}")
-        best = (_score(judged, fallback), list(fallback))
-        stalled = 0
-        sens_feeds: list[Any] | None = None
-        fp32_graph = None
-        ranking: list[Any] | None = None
-        ranked_report: list[dict[str, Any]] = []
-        # the TensorRT form inherits the ONNX Runtime form's choice: its accuracy here (ORT CPU running the Q/DQ
-        # graph) only approximates TensorRT's numerics, so it is reported, not searched on
-        max_steps = q.fallback_max_steps if self.form == "onnxruntime" else 0
-        while (
-            not ok
-            and not calib_ok
-            and len(steps) < max_steps
-            and stalled < 2
-            and (top1_budget is not None or cos_budget is not None)
-        ):
-            if sens_feeds is None:
-                import onnx
-
-                sens_feeds = list(calib.batches(limit=q.sensitivity_samples))
-                fp32_graph = onnx.load(str(fp32), load_external_data=False).graph
-            if ranking is None:  # once: each layer alone in INT8, measured at the outputs
-                ranking = rank_by_output(
-                    fp32,
-                    out,
-                    sens_feeds,
-                    threads=threads,
-                    progress=lambda n, total: ctx.progress(
-                        self.name, n, total, "ranking layers by quantization error"
-                    ),
-                )
-                ranked_report = [r.to_dict() for r in ranking[:20]]
-            ctx.progress(self.name, len(steps) + 1, q.fallback_max_steps, "re-quantizing")
-            open_ = [r for r in ranking if r.node not in fallback and r.node not in q.exclude_nodes]
-            # several per round only when they hurt about as much as the worst (errors downstream of a bad
-            # layer look "local" too until that layer is fixed)
-            picked = [
-                r for r in open_[: q.fallback_nodes_per_step] if open_ and r.local >= 0.5 * open_[0].local
-            ][:]
-            picked = picked or open_[:1]
-            if not picked:
-                notes.append("fallback: no quantized layer left to keep in FP32")
-                break
-            before, judged_before = figures, judged
-            fallback += [n for r in picked for n in activation_unit(fp32_graph, r.node)]
-            fallback = list(dict.fromkeys(fallback))
-            info, figures, outputs = quantize()
-            judged = decide()
-            ok, misses_now = meets(figures, top1_budget, cos_budget)
-            calib_ok = cos_budget is not None and meets(judged, None, cos_budget)[0]
-            step = {
-                "step": len(steps) + 1,
-                "kept_fp32": [r.to_dict() for r in picked],
-                "top1_before": before.get("top1"),
-                "top1_after": figures.get("top1"),
-                "cosine_before": before.get("cosine"),
-                "cosine_after": figures.get("cosine"),
-                "calibration_top1_after": judged.get("top1"),
-                "calibration_cosine_after": judged.get("cosine"),
-                "met": ok,
-            }
-            steps.append(step)
-            notes.append(
-                f"fallback step {step['step']}: kept {', '.join(f'{r.node} ({r.op_type})' for r in picked)} in FP32: "
-                f"calibration data {_fig(judged_before)} -> {_fig(judged)}; held-out {_fig(before)} -> {_fig(figures)}"
-            )
-            score = _score(judged, fallback)
-            if score > best[0]:
-                best, stalled = (score, list(fallback)), 0
-            else:
-                stalled += 1
-            misses = misses_now
-        if stalled >= 2:
-            notes.append("fallback: stopped after two rounds without a gain on the calibration data")
-        if (
-            not ok and steps and best[1] != fallback
-        ):  # the last step was not the best one: go back to the best
-            fallback = best[1]
-            info, figures, outputs = quantize()
-            ok, misses = meets(figures, top1_budget, cos_budget)
-            notes.append(f"kept the best fallback set ({len(fallback)} layers in FP32)")
-        if fallback:  # a pick can keep several nodes (its activation unit): name every one
-            notes.append(f"{len(fallback)} layer(s) kept FP32: {', '.join(fallback)}")
-        trace = None
-        if figures["non_finite"]:
-            trace = first_non_finite(out, fp32, outputs.batches, threads=threads)
-        budget = {
-            "top1": top1_budget,
-            "cosine": cos_budget,
-            "met": ok,
-            "misses": misses,
-            "accepted": bool(misses) and artifact_budget.accept_miss,
-        }
+        accepted = bool(outcome.misses) and q.accept_budget_miss
         missed: list[str] = []
-        if not ok and (top1_budget is not None or cos_budget is not None):
-            message = miss_message(self.artifact, misses)
-            notes.append(message + (" (accepted: quantize.accept_budget_miss)" if budget["accepted"] else ""))
-            # the TensorRT form's figures come from ONNX Runtime CPU, which only approximates TensorRT: they are
-            # reported here and judged by verify on tensorrt
-            missed = [] if budget["accepted"] or self.form == "tensorrt" else [message]
-            _warn_once(
-                ctx,
-                [message + " (see the fallback notes; try --calib-method entropy/percentile or more data)"],
-            )
-        sizes = _size_figures_at(out, inputs["fp32"])
-        metrics = {
-            "form": self.form,
-            "target": self.form,
-            "activations": ACTIVATIONS[self.form],
-            "method": q.method.value,
-            "per_channel": q.per_channel,
-            "evaluation": evaluate.description,
-            "accuracy": figures,
-            "accuracy_before_fallback": first if steps else None,
-            "budget": budget,
-            "budget_misses": missed,
-            "fallback": {
-                "steps": steps,
-                "kept_fp32": fallback,
-                "ranking": ranked_report,
-                "excluded_by_config": list(q.exclude_nodes),
-                "excluded_ops": list(q.exclude_ops),
-            },
-            "first_non_finite": trace,
-            **info,
+        notes = outcome.notes
+        if not outcome.met and outcome.judged:
+            message = miss_message(self.artifact, outcome.misses)
+            notes.append(message + (" (accepted: quantize.accept_budget_miss)" if accepted else ""))
+            missed = [] if accepted or self.form is Int8Form.tensorrt else [message]
+            hint = " (see the fallback notes; try --calib-method entropy/percentile or more data)"
+            warn_once(ctx, [message + hint])
+        kept = f", {len(outcome.kept)} layer(s) kept FP32" if outcome.kept else ""
+        missed_note = "" if outcome.met or not outcome.judged else " (budget missed)"
+        return QuantizeResult(
+            form=self.form.value,
+            target=self.form.value,
+            activations=self.form.activations,
+            method=q.method.value,
+            per_channel=q.per_channel,
+            evaluation=datasets(ctx)[1].description,
+            accuracy=outcome.figures,
+            accuracy_before_fallback=outcome.first if outcome.steps else None,
+            budget=BudgetFigures(
+                top1=outcome.top1,
+                cosine=outcome.cosine,
+                met=outcome.met,
+                misses=outcome.misses,
+                accepted=accepted,
+            ),
+            budget_misses=missed,
+            fallback=Fallback(
+                steps=outcome.steps,
+                kept_fp32=outcome.kept,
+                ranking=outcome.ranking,
+                excluded_by_config=list(q.exclude_nodes),
+                excluded_ops=list(q.exclude_ops),
+            ),
+            first_non_finite=trace,
+            **outcome.info,
             **sizes,
-        }
-        metrics["brief"] = (
-            f"{ACTIVATIONS[self.form].split(',')[0]}, {brief(figures)}, {sizes['size_ratio']:.0%} of FP32 size"
-            + (f", {len(fallback)} layer(s) kept FP32" if fallback else "")
-            + ("" if ok or (top1_budget is None and cos_budget is None) else " (budget missed)")
+            brief=f"{self.form.activations.split(',')[0]}, {brief(outcome.figures)}, "
+            f"{sizes['size_ratio']:.0%} of FP32 size{kept}{missed_note}",
         )
-        return StageOutput(
-            artifacts=[
-                NewArtifact(
-                    self.artifact,
-                    self.filename,
-                    "onnx",
-                    precision=Precision.int8,
-                    target=self.form,
-                    meta={
-                        "nodes": info["nodes"],
-                        "accuracy": _fig(figures),
-                        "fallback_nodes": fallback,
-                        "activations": ACTIVATIONS[self.form],
-                    },
-                )
-            ],
-            metrics=metrics,
-            notes=notes,
-        )
-
-
-def activation_unit(graph: Any, name: str) -> list[str]:
-    """The nodes kept in FP32 together when the fallback picks `name`:
-    - the activation it feeds alone (Conv -> Clip/Relu): the quantizer folds such an activation into the
-      output range, so it goes with its Conv;
-    - for a grouped (depthwise) Conv, also the unit that produces its input: a DequantizeLinear feeding an
-      FP32 depthwise Conv gives wrong results once ONNX Runtime's basic graph optimizations run
-      (EfficientNet-Lite0, ORT 1.32: top-1 agreement 94% with optimizations disabled, 74% with them on).
-    """
-    if graph is None:
-        return [name]
-    nodes = {n.name: n for n in graph.node}
-    producer = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list[Any]] = {}
-    for n in graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    activations = ("Clip", "Relu", "LeakyRelu", "Sigmoid", "HardSigmoid")
-
-    def with_activation(node: Any) -> list[str]:
-        after = consumers.get(node.output[0], [])
-        return [node.name] + ([after[0].name] if len(after) == 1 and after[0].op_type in activations else [])
-
-    node = nodes.get(name)
-    if node is None:
-        return [name]
-    unit = with_activation(node)
-    group = next((a.i for a in node.attribute if a.name == "group"), 1)
-    if node.op_type == "Conv" and group > 1 and node.input[0] in producer:
-        source = producer[node.input[0]]
-        if source.op_type in activations and source.input and source.input[0] in producer:
-            source = producer[source.input[0]]
-        unit = with_activation(source) + unit
-    return unit
-
-
-def _score(figures: dict[str, Any], fallback: list[str]) -> tuple[float, float, int]:
-    """How the fallback ranks its candidate sets on the calibration data (higher is better): no NaN/Inf, then
-    cosine to the FP32 outputs to 3 decimals (top-1 on calibration views is dominated by near-ties, and finer
-    cosine gains are noise), then fewer layers in FP32 (each one costs speed)."""
-    return (-float(figures.get("non_finite") or 0), round(figures.get("cosine") or 0.0, 3), -len(fallback))
-
-
-def _fig(figures: dict[str, Any]) -> str:
-    from infercc.quantization.accuracy import brief
-
-    return brief(figures, precise=True)

@@ -16,6 +16,7 @@ from infercc.metrics import compare
 from infercc.onnxutil import check_onnx, load_onnx, op_counts, save_onnx
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import NewArtifact, RunContext, StageOutput
+from infercc.stages.results import SimplifyResult
 
 FP32_FILE = "model.fp32.onnx"
 
@@ -23,9 +24,7 @@ FP32_FILE = "model.fp32.onnx"
 class SimplifyStage:
     name = "simplify"
     version: ClassVar[str] = "1"
-    portable: ClassVar[bool] = (
-        True  # its outputs do not depend on this machine: --cache shares them across hosts
-    )
+    portable: ClassVar[bool] = True  # machine-independent outputs: --cache shares them across hosts
     description = "Simplify the graph"
     needs: tuple[str, ...] = ("onnx", "reference")
 
@@ -63,14 +62,15 @@ class SimplifyStage:
             artifacts=[
                 NewArtifact("fp32", FP32_FILE, "onnx", precision=None, meta={"simplifier": tool.value})
             ],
-            metrics={
-                "tool": tool.value,
-                "nodes_before": sum(before.values()),
-                "nodes_after": sum(after.values()),
-                "op_counts_before": before,
-                "op_counts_after": after,
-                "parity": figures,
-            },
+            result=SimplifyResult(
+                brief=f"{tool.value}: {sum(before.values())} -> {sum(after.values())} nodes",
+                tool=tool.value,
+                nodes_before=sum(before.values()),
+                nodes_after=sum(after.values()),
+                op_counts_before=before,
+                op_counts_after=after,
+                parity=figures,
+            ),
         )
 
 

@@ -24,6 +24,7 @@ from infercc.errors import InferccError
 from infercc.fsutil import atomic_write_text
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import NewArtifact, RunContext, StageOutput
+from infercc.stages.results import TuneResult
 
 RUNTIME = "onnxruntime-cuda"
 TUNED = (
@@ -112,7 +113,9 @@ class TuneStage:
             f"{n}: {s['chosen']}" + (f" {s['p50_ms']:.3g} ms" if s["p50_ms"] else "")
             for n, s in summary.items()
         )
-        return StageOutput(artifacts=artifacts, metrics={"artifacts": summary, "brief": brief}, notes=notes)
+        return StageOutput(
+            artifacts=artifacts, result=TuneResult(artifacts=summary, brief=brief), notes=notes
+        )
 
 
 def tune_artifact(

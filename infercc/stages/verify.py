@@ -21,11 +21,21 @@ import numpy as np
 from infercc.budget import budget_for, miss_message
 from infercc.config import OutputKind, Precision, Reference, Tolerance, _default_tolerances
 from infercc.errors import InferccError
+from infercc.metrics import Check as MetricCheck
 from infercc.metrics import compare, non_finite_outputs, output_kind, split_tolerance, stack_rows
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import RunContext, StageOutput
 from infercc.runtimes.base import candidate_runtimes, runs_artifact, usable_runtimes
 from infercc.runtimes.isolation import RuntimeCrashed, open_runtime
+from infercc.stages.results import (
+    BudgetJudgement,
+    Check,
+    OutputSummary,
+    Unverified,
+    VerifyEntry,
+    VerifyInputs,
+    VerifyResult,
+)
 
 ARTIFACT_KINDS = ("onnx", "engine", "inductor")
 SUMMARY_KEYS = ("max_abs", "max_rel", "mean_abs", "cosine", "snr_db", "nan", "inf", "top1", "top5")
@@ -151,7 +161,7 @@ class VerifyStage:
         sets = [
             s for s in sets if s.expected is not None
         ]  # wide sets the reference cannot answer are left out
-        results: list[dict[str, Any]] = []
+        results: list[VerifyEntry] = []
         handled: set[str] = set()
         unverified_reasons: dict[str, str] = {}
         usable, skipped = usable_runtimes(cfg.runtimes, "verify.runtimes")
@@ -168,50 +178,48 @@ class VerifyStage:
                 ctx.progress(self.name, len(results), None, f"{name} on {runtime_name}")
                 results.append(verify_one(ctx.config, ctx.path(art.path), art, runtime_name, chosen, clock))
                 if len(chosen) < len(sets_for(art, sets)):
-                    results[-1]["notes"] = [restricted_note(art, sets_for(art, sets), chosen)]
+                    results[-1].notes = [restricted_note(art, sets_for(art, sets), chosen)]
         unverified = [
-            {"artifact": n, "reason": unverified_reasons.get(n, "no available runtime runs it")}
+            Unverified(artifact=n, reason=unverified_reasons.get(n, "no available runtime runs it"))
             for n in self.artifact_names
             if n in inputs and (n not in handled or n in unverified_reasons)
         ]
-        failures = [f for r in results for f in r["failures"]]
+        failures = [f for r in results for f in r.failures]
         notes = [f"skipped runtime {s['runtime']}: {s['reason']}" for s in skipped]
-        notes += [f"not verified: {u['artifact']} ({u['reason']})" for u in unverified]
+        notes += [f"not verified: {u.artifact} ({u.reason})" for u in unverified]
         notes += reference_notes
-        notes += [f"{r['artifact']} on {r['runtime']}: {n}" for r in results for n in r.get("notes", [])]
-        return StageOutput(
-            metrics={
-                "passed": not failures,
-                "reference": reference_name,
-                "inputs": {
-                    "source": source,
-                    "sets": [s.label for s in sets],
-                    "shapes": {s.label: {n: list(v.shape) for n, v in s.feeds.items()} for s in sets},
-                },
-                "results": results,
-                "skipped_runtimes": skipped,
-                "unverified": unverified,
-                "failures": failures,
-                "crashes": [r["crashed"] for r in results if r.get("crashed")],
-                "budget_misses": _budget_misses(results),
-                "checks": [c for r in results for c in r["checks"]],
-                "overhead": clock.summary(),
-                "brief": _brief(results, skipped, failures),
-            },
-            notes=notes,
+        notes += [f"{r.artifact} on {r.runtime}: {n}" for r in results for n in r.notes or []]
+        result = VerifyResult(
+            passed=not failures,
+            reference=reference_name,
+            inputs=VerifyInputs(
+                source=source,
+                sets=[s.label for s in sets],
+                shapes={s.label: {n: list(v.shape) for n, v in s.feeds.items()} for s in sets},
+            ),
+            results=results,
+            skipped_runtimes=skipped,
+            unverified=unverified,
+            failures=failures,
+            crashes=[r.crashed for r in results if r.crashed],
+            budget_misses=_budget_misses(results),
+            checks=[c for r in results for c in r.checks],
+            overhead=clock.summary(),
+            brief=_brief(results, skipped, failures),
         )
+        return StageOutput(result=result, notes=notes)
 
 
-def _budget_misses(results: list[dict[str, Any]]) -> list[str]:
+def _budget_misses(results: list[VerifyEntry]) -> list[str]:
     """Budget misses of pairs that otherwise passed, unless accepted (quantize.accept_budget_miss)."""
     return [
-        r["budget"]["message"]
+        r.budget.message or ""
         for r in results
-        if r["passed"] and r.get("budget") and not r["budget"]["met"] and not r["budget"]["accepted"]
+        if r.passed and r.budget and not r.budget.met and not r.budget.accepted
     ]
 
 
-def _brief(results: list[dict[str, Any]], skipped: list[dict[str, str]], failures: list[str]) -> str:
+def _brief(results: list[VerifyEntry], skipped: list[dict[str, str]], failures: list[str]) -> str:
     text = f"{len(results)} artifact/runtime pairs, " + (
         "all within tolerance" if not failures else f"{len(failures)} failures"
     )
@@ -272,10 +280,8 @@ def input_sets(
     sets = [InputSet(label, feeds, outs) for label, (feeds, outs) in reference.items()]
     opt = {n: ctx.shape_ranges[n].opt for n in ctx.input_names}
     for i in range(1, max(cfg.samples - len(sets) + 1, 1)):
-        sets.append(
-            InputSet(f"opt#{i}", synthetic_feed(ctx.input_names, opt, ctx.config.inputs, seed=cfg.seed + i))
-        )
-    sets += range_sets(ctx, synthetic_feed(ctx.input_names, opt, ctx.config.inputs, seed=cfg.seed + 999))
+        sets.append(InputSet(f"opt#{i}", synthetic_feed(ctx.input_names, opt, ctx.inputs, seed=cfg.seed + i)))
+    sets += range_sets(ctx, synthetic_feed(ctx.input_names, opt, ctx.inputs, seed=cfg.seed + 999))
     real = _evaluation_sets(ctx)
     if real:
         return (
@@ -290,7 +296,7 @@ def range_sets(ctx: RunContext, base: dict[str, np.ndarray]) -> list[InputSet]:
     range, negative (standard normal) and large-magnitude (uniform +-1000) values, which expose a branch frozen
     by tracing; for inputs with a declared range, both ends of it (ints: low and high - 1)."""
     rng = np.random.default_rng(ctx.config.verify.seed + 7)
-    specs = ctx.config.inputs
+    specs = ctx.inputs
     open_ = [
         n for n in ctx.input_names if specs[n].dtype.value.startswith("float") and not _declared(specs[n])
     ]
@@ -328,7 +334,7 @@ def _evaluation_sets(ctx: RunContext) -> tuple[str, list[InputSet]] | None:
     calibration, evaluation_source = effective_sources(cfg)
     if evaluation_source is None and (calibration is None or calibration.synthetic):
         return None
-    model_inputs = ModelInputs(list(ctx.input_names), dict(ctx.shape_ranges), dict(cfg.inputs))
+    model_inputs = ModelInputs(list(ctx.input_names), dict(ctx.shape_ranges), dict(ctx.inputs))
     _, evaluation = resolve_datasets(calibration, evaluation_source, model_inputs, seed=cfg.verify.seed)
     sets = [InputSet(f"eval#{i}", feeds, real=True) for i, feeds in enumerate(evaluation.batches())]
     return (evaluation.description, sets) if sets else None
@@ -357,7 +363,7 @@ def _polygraphy_sets(ctx: RunContext, path: Path) -> list[InputSet]:
                     f"model's range {shape_range.describe()}.",
                     hint="Widen --min-shape/--max-shape, or save inputs within the range.",
                 )
-            feed[name] = feed[name].astype(ctx.config.inputs[name].dtype.value, copy=False)
+            feed[name] = feed[name].astype(ctx.inputs[name].dtype.value, copy=False)
         sets.append(InputSet(f"polygraphy#{i}", feed, real=True))
     return sets
 
@@ -366,7 +372,7 @@ def _dataset_sets(ctx: RunContext, kind: str | None, folder: Any) -> list[InputS
     from infercc.config import DataSource
     from infercc.data.sources import ModelInputs, open_source
 
-    model_inputs = ModelInputs(list(ctx.input_names), dict(ctx.shape_ranges), dict(ctx.config.inputs))
+    model_inputs = ModelInputs(list(ctx.input_names), dict(ctx.shape_ranges), dict(ctx.inputs))
     if kind == "folder":
         source = DataSource(folder=folder, samples=max(ctx.config.verify.samples, 1) * 64)
         role = "verify"
@@ -451,167 +457,155 @@ def verify_one(
     sets: list[InputSet],
     clock: Clock | None = None,
     **runtime_options: Any,
-) -> dict[str, Any]:
+) -> VerifyEntry:
     """Run every input set through `art` on `runtime_name` and compare each output with the reference."""
     clock = clock or Clock()
-    entry: dict[str, Any] = {
-        "artifact": art.name,
-        "path": art.path,
-        "kind": art.kind,
-        "precision": artifact_precision(art).value,
-        "runtime": runtime_name,
-        "outputs": {},
-        "points": {},
-        "failures": [],
-        "checks": [],
-        "tolerances": {},
-    }
+    pair = Pair(art, runtime_name, config)
     started = time.perf_counter()
-    collected: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
-    kinds: dict[str, OutputKind] = {}  # judged once per output, on the first input set
     try:
         with opened(clock, runtime_name, path, threads=config.bench.threads, **runtime_options) as runtime:
             if getattr(runtime, "run_settings", None):
-                entry["runtime_settings"] = dict(runtime.run_settings)
+                pair.entry.runtime_settings = dict(runtime.run_settings)
             for s in sets:
-                outputs = clock.call(runtime.infer, s.feeds)
-                point: dict[str, Any] = {}
-                for out_name, ref in (s.expected or {}).items():
-                    tol = tolerance_for(config, art, out_name, runtime_name)
-                    per_sample, _ = split_tolerance(tol)
-                    if out_name not in outputs:
-                        _fail(
-                            entry,
-                            art,
-                            runtime_name,
-                            out_name,
-                            s.label,
-                            "missing_output",
-                            None,
-                            "present",
-                            f"output {out_name} is missing (the artifact gives {', '.join(outputs)})",
-                        )
-                        continue
-                    got = np.asarray(outputs[out_name])
-                    kind = kinds.setdefault(out_name, output_kind(out_name, ref, config.model.output_kinds))
-                    metrics = compare(got, ref, per_sample, kind)
-                    point[out_name] = metrics.to_dict()
-                    for check in metrics.checks:
-                        _fail(
-                            entry,
-                            art,
-                            runtime_name,
-                            out_name,
-                            s.label,
-                            check.metric,
-                            check.value,
-                            check.limit,
-                            check.message,
-                        )
-                    if metrics.shape_match:
-                        acts, refs = collected.setdefault(out_name, ([], []))
-                        acts.append(got)
-                        refs.append(ref)
-                entry["points"][s.label] = point
+                pair.compare_set(s, clock.call(runtime.infer, s.feeds))
     except RuntimeCrashed as exc:
-        entry["crashed"] = exc.message
-        entry["failures"].append(exc.message)
-        entry["checks"].append(_run_check(art, runtime_name, "crash", exc.message))
+        pair.entry.crashed = exc.message
+        pair.entry.failures.append(exc.message)
+        pair.entry.checks.append(pair.run_check("crash", exc.message))
     except InferccError as exc:
-        entry["failures"].append(f"{art.name} on {runtime_name}: {exc.message}")
-        entry["checks"].append(_run_check(art, runtime_name, "run", exc.message))
-    for out_name, (acts, refs) in collected.items():
-        tol = tolerance_for(config, art, out_name, runtime_name)
-        _, whole = split_tolerance(tol)
-        metrics = compare(stack_rows(acts), stack_rows(refs), whole, kinds[out_name])
-        summary = {k: v for k, v in metrics.to_dict().items() if k in SUMMARY_KEYS}
-        summary["kind"] = kinds[out_name].value
-        summary["samples"] = len(acts)
-        summary["passed"] = metrics.passed and not any(c["output"] == out_name for c in entry["checks"])
-        entry["outputs"][out_name] = summary
-        entry["tolerances"][out_name] = tol.model_dump(mode="json", exclude_none=True)
-        for check in metrics.checks:
-            _fail(
-                entry,
-                art,
-                runtime_name,
-                out_name,
-                "all sets",
-                check.metric,
-                check.value,
-                check.limit,
-                check.message,
-            )
-    entry["passed"] = not entry["failures"]
-    entry["budget"] = judge_budget(config, art, runtime_name, entry)
-    entry["seconds"] = round(time.perf_counter() - started, 4)
+        pair.entry.failures.append(f"{art.name} on {runtime_name}: {exc.message}")
+        pair.entry.checks.append(pair.run_check("run", exc.message))
+    pair.summarise()
+    entry = pair.entry
+    entry.passed = not entry.failures
+    entry.budget = judge_budget(config, art, runtime_name, entry)
+    entry.seconds = round(time.perf_counter() - started, 4)
     return entry
 
 
+class Pair:
+    """One artifact on one runtime: its entry, and the outputs collected over the input sets to judge whole."""
+
+    def __init__(self, art: ArtifactRecord, runtime: str, config: Any) -> None:
+        self.art, self.runtime, self.config = art, runtime, config
+        self.entry = VerifyEntry(
+            artifact=art.name,
+            path=art.path,
+            kind=art.kind,
+            precision=artifact_precision(art).value,
+            runtime=runtime,
+            outputs={},
+            points={},
+            failures=[],
+            checks=[],
+            tolerances={},
+        )
+        self.collected: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        self.kinds: dict[str, OutputKind] = {}  # judged once per output, on the first input set
+
+    def compare_set(self, s: InputSet, outputs: dict[str, np.ndarray]) -> None:
+        """Each output of one input set against its reference, per sample (split_tolerance)."""
+        point: dict[str, Any] = {}
+        for out_name, ref in (s.expected or {}).items():
+            if out_name not in outputs:
+                message = f"output {out_name} is missing (the artifact gives {', '.join(outputs)})"
+                self.failed(out_name, s.label, MetricCheck("missing_output", None, "present", message))
+                continue
+            got = np.asarray(outputs[out_name])
+            kind = self.kinds.setdefault(out_name, output_kind(out_name, ref, self.config.model.output_kinds))
+            per_sample, _ = split_tolerance(self.tolerance(out_name))
+            metrics = compare(got, ref, per_sample, kind)
+            point[out_name] = metrics.to_dict()
+            for check in metrics.checks:
+                self.failed(out_name, s.label, check)
+            if metrics.shape_match:
+                acts, refs = self.collected.setdefault(out_name, ([], []))
+                acts.append(got)
+                refs.append(ref)
+        self.entry.points[s.label] = point
+
+    def summarise(self) -> None:
+        """Each output over every input set it ran (the whole-set tolerance: cosine, SNR, top-1)."""
+        for out_name, (acts, refs) in self.collected.items():
+            tol = self.tolerance(out_name)
+            _, whole = split_tolerance(tol)
+            metrics = compare(stack_rows(acts), stack_rows(refs), whole, self.kinds[out_name])
+            summary = {k: v for k, v in metrics.to_dict().items() if k in SUMMARY_KEYS}
+            self.entry.outputs[out_name] = OutputSummary(
+                **summary,
+                kind=self.kinds[out_name].value,
+                samples=len(acts),
+                passed=metrics.passed and not any(c.output == out_name for c in self.entry.checks),
+            )
+            self.entry.tolerances[out_name] = tol.model_dump(mode="json", exclude_none=True)
+            for check in metrics.checks:
+                self.failed(out_name, "all sets", check)
+
+    def tolerance(self, output: str) -> Tolerance:
+        return tolerance_for(self.config, self.art, output, self.runtime)
+
+    def failed(self, output: str, where: str, found: MetricCheck) -> None:
+        """Record a failed check of `output` on input set `where` (or "all sets")."""
+        self.entry.failures.append(
+            f"{self.art.name} on {self.runtime}, output {output} ({where}): {found.message}"
+        )
+        self.entry.checks.append(
+            Check(
+                artifact=self.art.name,
+                runtime=self.runtime,
+                output=output,
+                set=where,
+                metric=found.metric,
+                value=_finite(found.value),
+                limit=found.limit,
+                message=found.message,
+            )
+        )
+
+    def run_check(self, metric: str, message: str) -> Check:
+        """A check for a pair that did not run to the end (a runtime error, or the runtime crashing)."""
+        return Check(
+            artifact=self.art.name,
+            runtime=self.runtime,
+            output=None,
+            set=None,
+            metric=metric,
+            value=None,
+            limit="runs",
+            message=message,
+        )
+
+
+def _finite(value: Any) -> Any:
+    """A check's value as JSON keeps it: a plain number, None for NaN/Inf."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return None if isinstance(value, float) and not np.isfinite(value) else value
+
+
 def judge_budget(
-    config: Any, art: ArtifactRecord, runtime: str, entry: dict[str, Any]
-) -> dict[str, Any] | None:
+    config: Any, art: ArtifactRecord, runtime: str, entry: VerifyEntry
+) -> BudgetJudgement | None:
     """The artifact's accuracy budget (infercc.budget) judged on this pair's figures: the worst top-1 agreement
     and cosine over its outputs, on the same input sets as its tolerances (real data for INT8)."""
     budget = budget_for(config, artifact_precision(art))
-    if budget.empty or not entry["outputs"]:
+    if budget.empty or not entry.outputs:
         return None
     if art.target == "tensorrt" and not runtime.startswith("tensorrt"):
         return None  # the TensorRT Q/DQ form on another runtime only approximates TensorRT's numerics
-    outputs = entry["outputs"].values()
-    top1s = [o["top1"] for o in outputs if o.get("top1") is not None]
-    cosines = [o.get("cosine") for o in outputs]
+    outputs = entry.outputs.values()
+    top1s = [o.top1 for o in outputs if isinstance(o.top1, float | int)]
+    cosines = [o.cosine for o in outputs]
     finite = all(isinstance(c, float | int) for c in cosines)
-    non_finite = sum((o.get("nan") or 0) + (o.get("inf") or 0) for o in outputs)
+    non_finite = sum(o.nan + o.inf for o in outputs)
     top1 = min(top1s) if top1s else None
     cosine = min(cosines) if finite and cosines else None
     misses = budget.misses(top1, cosine, non_finite)
-    return {
+    return BudgetJudgement(
         **budget.to_dict(),
-        "top1_measured": top1,
-        "cosine_measured": cosine,
-        "met": not misses,
-        "misses": misses,
-        "message": miss_message(art.name, misses, runtime) if misses else None,
-        "accepted": bool(misses) and budget.accept_miss,
-    }
-
-
-def _run_check(art: ArtifactRecord, runtime: str, metric: str, message: str) -> dict[str, Any]:
-    """A check for a pair that did not run to the end (a runtime error, or the runtime crashing)."""
-    return {
-        "artifact": art.name,
-        "runtime": runtime,
-        "output": None,
-        "set": None,
-        "metric": metric,
-        "value": None,
-        "limit": "runs",
-        "message": message,
-    }
-
-
-def _fail(
-    entry: dict[str, Any],
-    art: ArtifactRecord,
-    runtime: str,
-    output: str,
-    where: str,
-    metric: str,
-    value: Any,
-    limit: str,
-    message: str,
-) -> None:
-    entry["failures"].append(f"{art.name} on {runtime}, output {output} ({where}): {message}")
-    entry["checks"].append(
-        {
-            "artifact": art.name,
-            "runtime": runtime,
-            "output": output,
-            "set": where,
-            "metric": metric,
-            "value": value if not isinstance(value, float) or np.isfinite(value) else None,
-            "limit": limit,
-            "message": message,
-        }
+        top1_measured=top1,
+        cosine_measured=cosine,
+        met=not misses,
+        misses=misses,
+        message=miss_message(art.name, misses, runtime) if misses else None,
+        accepted=bool(misses) and budget.accept_miss,
     )

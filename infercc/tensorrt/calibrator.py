@@ -185,7 +185,7 @@ def calibration_samples(ctx: Any, shapes: Mapping[str, Shape]) -> Iterable[Mappi
 
         names = list(shapes)
         return (
-            synthetic_feed(names, dict(shapes), ctx.config.inputs, seed=ctx.config.verify.seed + i)
+            synthetic_feed(names, dict(shapes), ctx.inputs, seed=ctx.config.verify.seed + i)
             for i in range(source.samples)
         )
     try:  # the calibration readers of the quantize stage (folder / images / callable)
@@ -196,5 +196,5 @@ def calibration_samples(ctx: Any, shapes: Mapping[str, Shape]) -> Iterable[Mappi
             "calibrator.",
             hint="Use --calib synthetic, or --int8-route qdq.",
         ) from None
-    inputs = ModelInputs(list(ctx.input_names), dict(ctx.shape_ranges), dict(ctx.config.inputs))
+    inputs = ModelInputs(list(ctx.input_names), dict(ctx.shape_ranges), dict(ctx.inputs))
     return open_source(source, inputs, "calibration").batches(source.samples)  # type: ignore[no-any-return]
