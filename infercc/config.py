@@ -139,6 +139,19 @@ class InputSpec(Strict):
         description="Names of dynamic dimensions in the ONNX graph, axis -> name (e.g. {0: batch}); "
         "default NAME_dim<axis>.",
     )
+    state_from: str | None = Field(
+        None,
+        description="Recurrent state: this input takes, at every step of a sequence, the value the named output "
+        "had at the step before (e.g. h: {state_from: h_out}). Calibration, quantize accuracy, the INT8 fallback "
+        "and verify then run the model step by step over sequences (docs/sequences.md). The output must have this "
+        "input's shape and dtype.",
+    )
+    state_initial: float = Field(
+        0.0,
+        allow_inf_nan=False,
+        description="With state_from: the value the state starts at in every sequence (a sequence file may give "
+        "its own initial array under the input's name).",
+    )
 
     @model_validator(mode="after")
     def _high_above_low(self) -> InputSpec:
@@ -152,6 +165,11 @@ class InputSpec(Strict):
             )
         if self.dtype.value == "float16" and max(abs(self.low), abs(self.high)) > 65504:
             raise ValueError(f"the range [{self.low:g}, {self.high:g}] does not fit float16 (|x| <= 65504)")
+        if self.state_from is not None and self.shape is None and self.opt is None and self.max is None:
+            raise ValueError(
+                f"a state input (state_from: {self.state_from}) needs its shape, e.g. shape: 1x64: the state "
+                "starts as an array of that shape"
+            )
         try:
             shape_range = self.shape_range(None)  # same rank, min <= opt <= max; reported at inputs.NAME
             if shape_range is not None:
@@ -293,6 +311,12 @@ class DataSource(Strict):
         description="Share of the calibration files/batches held out for evaluation when no `evaluation` source is given.",
     )
     seed: int = Field(0, description="Seed of synthetic data and of augmented image views.")
+    steps: int = Field(
+        32,
+        ge=1,
+        description="Stateful models (inputs.NAME.state_from): steps of each synthetic sequence, and the most "
+        "steps read from each sequence file.",
+    )
     labels: Path | None = Field(
         None, description="Labels file: one class index per line, or a JSON map file name -> class."
     )
@@ -331,6 +355,16 @@ class ImagePreprocess(Strict):
         ge=1,
         description="Views per image: the first is resize + centre crop, the others seeded random resized crops, "
         "flips and mild colour jitter.",
+    )
+
+
+class DecisionBudget(Strict):
+    """Agreement of thresholded decisions between FP32 and a candidate, on one probability output."""
+
+    output: str = Field(description="The probability output (values in [0, 1]) whose decisions are judged.")
+    threshold: float = Field(0.5, gt=0, lt=1, description="A sample is positive when p > threshold.")
+    min_agreement: float = Field(
+        0.99, ge=0, le=1, description="Least share of samples whose decision matches FP32's."
     )
 
 
@@ -380,6 +414,12 @@ class QuantizeConfig(Strict):
     )
     int8_budget_cosine: float | None = Field(
         None, ge=-1, le=1, description="Accuracy budget: minimum cosine to FP32."
+    )
+    int8_budget_decision: DecisionBudget | None = Field(
+        None,
+        description="Accuracy budget on decisions: for a probability output, the share of all samples (every "
+        "step of every sequence for a stateful model) where `p > threshold` is the same for INT8 as for FP32, "
+        "e.g. {output: speech_prob, threshold: 0.5, min_agreement: 0.99}.",
     )
     accept_budget_miss: bool = Field(
         False,
@@ -645,7 +685,36 @@ class CompileConfig(Strict):
     @model_validator(mode="after")
     def _check_consistency(self) -> CompileConfig:
         # shape ranges are checked by InputSpec itself, so errors point at inputs.NAME
+        self._check_state_pairs()
         return self
+
+    def _check_state_pairs(self) -> None:
+        """State pairs name outputs, not inputs, one input per output; the outputs named must exist when
+        model.output_names lists them (the rest is checked against the model's own outputs at export). State
+        outputs are hidden states: no top-k agreement unless declared otherwise."""
+        outputs = self.model.output_names
+        taken: dict[str, str] = {}
+        for name, spec in self.inputs.items():
+            source = spec.state_from
+            if source is None:
+                continue
+            where = f"inputs.{name}.state_from: {source}"
+            if source in self.inputs:
+                raise ValueError(f"{where} names an input; it must name a model output (e.g. {name}_out)")
+            if source in taken:
+                raise ValueError(f"{where}: the output {source} already feeds input {taken[source]}")
+            if outputs and source not in outputs:
+                raise ValueError(
+                    f"{where}: the model has no output {source} (model.output_names: {', '.join(outputs)})"
+                )
+            taken[source] = name
+            self.model.output_kinds.setdefault(source, OutputKind.embedding)
+        decision = self.quantize.int8_budget_decision
+        if decision is not None and outputs and decision.output not in outputs:
+            raise ValueError(
+                f"quantize.int8_budget_decision.output: the model has no output {decision.output} "
+                f"(model.output_names: {', '.join(outputs)})"
+            )
 
     @field_validator("precisions", "targets")
     @classmethod

@@ -33,6 +33,10 @@ def run_model(
     stage with the reason (exit 4) instead of taking infercc down."""
     from infercc.runtimes.isolation import IsolatedRuntime
 
+    if hasattr(dataset, "sequences"):  # a stateful model: whole sequences, the state carried (sequences.py)
+        from infercc.data.sequences import run_sequences
+
+        return run_sequences(path, dataset, threads, runtime)
     collected: dict[str, list[np.ndarray]] = {}
     labels: list[int] | None = []
     feeds = []
@@ -49,9 +53,12 @@ def run_model(
     return Outputs(values, labels or None, feeds)
 
 
-def accuracy(candidate: Outputs, reference: Outputs, kinds: dict[str, Any] | None = None) -> dict[str, Any]:
+def accuracy(
+    candidate: Outputs, reference: Outputs, kinds: dict[str, Any] | None = None, decision: Any = None
+) -> dict[str, Any]:
     """Figures of `candidate` against `reference` (the FP32 graph on the same data); top-1/top-5 only for
-    classification outputs (`kinds`: declared output kinds, see metrics.output_kind)."""
+    classification outputs (`kinds`: declared output kinds, see metrics.output_kind); with `decision` (the
+    config's DecisionBudget), the agreement of `p > threshold` on that output."""
     per_output: dict[str, Any] = {}
     top1s, top5s, cosines, worst = [], [], [], 0.0
     non_finite = 0
@@ -104,6 +111,12 @@ def accuracy(candidate: Outputs, reference: Outputs, kinds: dict[str, Any] | Non
         summary["confident_samples"] = min(
             e["confident_samples"] for e in per_output.values() if "top1_confident" in e
         )
+    if decision is not None and decision.output in reference.values:
+        from infercc.sequences import decision_figures
+
+        summary["decision"] = decision_figures(
+            candidate.values[decision.output], reference.values[decision.output], decision.threshold
+        )
     task = [e["task_top1"] for e in per_output.values() if "task_top1" in e]
     if task:
         summary["task_top1"] = min(task)
@@ -121,12 +134,17 @@ def _margin(logits: np.ndarray) -> np.ndarray:
     return top2[:, 1] - top2[:, 0]
 
 
-def meets(figures: dict[str, Any], top1: float | None, cosine: float | None) -> tuple[bool, list[str]]:
+def meets(
+    figures: dict[str, Any], top1: float | None, cosine: float | None, decision: Any = None
+) -> tuple[bool, list[str]]:
     """Whether the figures meet the budget, and what misses it (infercc.budget.Budget.misses)."""
     from infercc.budget import Budget
 
-    misses = Budget(top1, cosine).misses(
-        figures.get("top1"), figures.get("cosine"), figures.get("non_finite") or 0
+    misses = Budget(top1, cosine, decision=decision).misses(
+        figures.get("top1"),
+        figures.get("cosine"),
+        figures.get("non_finite") or 0,
+        (figures.get("decision") or {}).get("agreement"),
     )
     return not misses, misses
 
@@ -145,6 +163,8 @@ def brief(figures: dict[str, Any], precise: bool = False) -> str:
             and figures.get("confident_samples") != figures.get("samples")
         ):
             parts.append(f"{confident:.1%} on {figures['confident_samples']} confident")
+    if (figures.get("decision") or {}).get("agreement") is not None:
+        parts.append(f"decisions {figures['decision']['agreement']:{pct}}")
     if figures.get("cosine") is not None:
         parts.append(f"cos {figures['cosine']:{cos}}")
     if not precise and figures.get("task_top1") is not None:

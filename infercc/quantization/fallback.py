@@ -80,10 +80,11 @@ class Outcome:
     misses: list[str]
     top1: float | None  # the budget as judged: top-1 only where the outputs have a top-1 figure
     cosine: float | None
+    decision: Any = None  # config.DecisionBudget: agreement of p > threshold on a probability output
 
     @property
     def judged(self) -> bool:
-        return self.top1 is not None or self.cosine is not None
+        return self.top1 is not None or self.cosine is not None or self.decision is not None
 
 
 class FallbackSearch:
@@ -130,14 +131,13 @@ class FallbackSearch:
             misses=misses,
             top1=self.top1,
             cosine=self.cosine,
+            decision=self.job.budget.decision,
         )
 
     def _search(self, info: dict[str, Any], figures: dict[str, Any], outputs: Any) -> tuple[Any, ...]:
         """Rounds of keeping layers in FP32 while the budget is missed; ends on the best set seen."""
-        from infercc.quantization.accuracy import meets
-
         judged = self._judge()
-        calibration_met = self.cosine is not None and meets(judged, None, self.cosine)[0]
+        calibration_met = self._met_on_calibration(judged)
         best = (_score(judged, self.kept), list(self.kept))
         met, misses, stalled = False, self._meets(figures)[1], 0
         while not calibration_met and len(self.steps) < self._max_steps() and stalled < 2 and self._judged():
@@ -150,7 +150,7 @@ class FallbackSearch:
             info, figures, outputs = self._quantize()
             judged = self._judge()
             met, misses = self._meets(figures)
-            calibration_met = self.cosine is not None and meets(judged, None, self.cosine)[0]
+            calibration_met = self._met_on_calibration(judged)
             self._record_step(picked, before, figures, judged_before, judged, met)
             score = _score(judged, self.kept)
             best, stalled = ((score, list(self.kept)), 0) if score > best[0] else (best, stalled + 1)
@@ -158,6 +158,15 @@ class FallbackSearch:
                 break
         if stalled >= 2:
             self.notes.append("fallback: stopped after two rounds without a gain on the calibration data")
+        elif self.steps and not met and calibration_met:
+            self.notes.append(
+                "fallback: stopped because the calibration data meets the budget (the held-out figure is "
+                "reported as measured)"
+            )
+        elif self.steps and not met and len(self.steps) >= self._max_steps():
+            self.notes.append(
+                f"fallback: stopped at quantize.fallback_max_steps ({self._max_steps()} rounds)"
+            )
         if not met and self.steps and best[1] != self.kept:  # the last step was not the best one
             self.kept = best[1]
             info, figures, outputs = self._quantize()
@@ -171,7 +180,17 @@ class FallbackSearch:
         return self.job.settings.fallback_max_steps if self.job.form is Int8Form.onnxruntime else 0
 
     def _judged(self) -> bool:
-        return self.top1 is not None or self.cosine is not None
+        return self.top1 is not None or self.cosine is not None or self.job.budget.decision is not None
+
+    def _met_on_calibration(self, judged: dict[str, Any]) -> bool:
+        """The cosine or decision budget already met on the calibration data: the search stops there (a
+        held-out miss is then reported as measured, not searched away on the data it is measured on)."""
+        from infercc.quantization.accuracy import meets
+
+        decision = self.job.budget.decision
+        if self.cosine is None and decision is None:
+            return False
+        return meets(judged, None, self.cosine, decision)[0]
 
     def _quantize(self) -> tuple[dict[str, Any], dict[str, Any], Any]:
         """Write the candidate with the current FP32 set; its description, figures and outputs."""
@@ -195,7 +214,7 @@ class FallbackSearch:
             batches = list(job.calibration.batches())
             info["bias_correction"] = correct_biases(job.fp32, job.out, job.out, batches, threads=job.threads)
         outputs = run_model(job.out, job.evaluation, threads=job.threads)
-        return info, accuracy(outputs, job.reference, job.output_kinds), outputs
+        return info, accuracy(outputs, job.reference, job.output_kinds, job.budget.decision), outputs
 
     def _judge(self) -> dict[str, Any]:
         """The candidate on the calibration data: what the fallback chooses on."""
@@ -203,12 +222,12 @@ class FallbackSearch:
 
         job = self.job
         outputs = run_model(job.out, job.calibration, threads=job.threads)
-        return accuracy(outputs, self._calibration_reference, job.output_kinds)
+        return accuracy(outputs, self._calibration_reference, job.output_kinds, job.budget.decision)
 
     def _meets(self, figures: dict[str, Any]) -> tuple[bool, list[str]]:
         from infercc.quantization.accuracy import meets
 
-        return meets(figures, self.top1, self.cosine)
+        return meets(figures, self.top1, self.cosine, self.job.budget.decision)
 
     def _pick(self) -> list[Any]:
         """The worst open layer, with the others about as harmful (errors downstream of a bad layer look
@@ -307,11 +326,18 @@ def activation_unit(graph: Any, name: str) -> list[str]:
 ACTIVATIONS = ("Clip", "Relu", "LeakyRelu", "Sigmoid", "HardSigmoid")
 
 
-def _score(figures: dict[str, Any], kept: list[str]) -> tuple[float, float, int]:
+def _score(figures: dict[str, Any], kept: list[str]) -> tuple[float, float, float, int]:
     """How the fallback ranks its candidate sets on the calibration data (higher is better): no NaN/Inf, then
-    cosine to the FP32 outputs to 3 decimals (top-1 on calibration views is dominated by near-ties, and finer
-    cosine gains are noise), then fewer layers in FP32 (each one costs speed)."""
-    return (-float(figures.get("non_finite") or 0), round(figures.get("cosine") or 0.0, 3), -len(kept))
+    decision agreement to 3 decimals (where a decision budget is set), then cosine to the FP32 outputs to 3
+    decimals (top-1 on calibration views is dominated by near-ties, and finer cosine gains are noise), then
+    fewer layers in FP32 (each one costs speed)."""
+    agreement = (figures.get("decision") or {}).get("agreement") or 0.0
+    return (
+        -float(figures.get("non_finite") or 0),
+        round(agreement, 3),
+        round(figures.get("cosine") or 0.0, 3),
+        -len(kept),
+    )
 
 
 def _fig(figures: dict[str, Any]) -> str:

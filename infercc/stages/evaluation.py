@@ -18,11 +18,16 @@ if TYPE_CHECKING:
 def datasets(ctx: RunContext) -> tuple[Dataset, Dataset]:
     """(calibration, evaluation) datasets, resolved once per run."""
     if ctx.state.datasets is None:
+        from infercc.data.sequences import bind_teacher, for_model
         from infercc.data.sources import ModelInputs, effective_sources, resolve_datasets
+        from infercc.stages.simplify import FP32_FILE
 
         inputs = ModelInputs(list(ctx.input_names), dict(ctx.shape_ranges), dict(ctx.inputs))
         calibration, evaluation = effective_sources(ctx.config)
-        ctx.state.datasets = resolve_datasets(calibration, evaluation, inputs, seed=ctx.config.verify.seed)
+        found = resolve_datasets(calibration, evaluation, inputs, seed=ctx.config.verify.seed)
+        # a stateful model's data are sequences, their single steps carrying the FP32 graph's state
+        ctx.state.datasets = for_model(ctx.inputs, ctx.input_names, found, (calibration, evaluation))
+        bind_teacher(ctx.state.datasets, ctx.path(FP32_FILE), ctx.config.bench.threads)
     return ctx.state.datasets
 
 

@@ -32,6 +32,7 @@ from infercc.models.io import changed_inputs, flatten_outputs, input_copies, mut
 from infercc.onnxutil import check_onnx, externalize_if_large, io_dims, load_onnx, op_counts
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import NewArtifact, RunContext, StageOutput
+from infercc.sequences import check_declarations
 from infercc.shapes import Shape, format_dims
 from infercc.stages.results import ExportResult
 
@@ -100,6 +101,10 @@ class ExportStage:
         notes: list[str] = []
         references = {p.label: _torch_outputs(module, ctx, feeds[p.label], p, notes) for p in points}
         output_names = list(references[points[0].label])
+        for p in points:  # state pairs and the decision output against the model's real outputs (exit 2)
+            check_declarations(
+                ctx.config, ctx.input_names, feeds[p.label], references[p.label], describe_point(p)
+            )
 
         exporters = _exporter_order(ctx.config.export.exporter)
         attempts: list[str] = []
@@ -679,6 +684,13 @@ class ImportOnnxStage:
         with IsolatedRuntime("onnxruntime-cpu", source) as runtime:
             for point in points:
                 references[point.label] = runtime.infer(feeds[point.label])
+                check_declarations(
+                    ctx.config,
+                    ctx.input_names,
+                    feeds[point.label],
+                    references[point.label],
+                    describe_point(point),
+                )
         _save_reference(ctx.path(REFERENCE_FILE), feeds, references)
         counts = op_counts(model)
         result = ExportResult(

@@ -489,6 +489,7 @@ class Int8Stage:
                 met=outcome.met,
                 misses=outcome.misses,
                 accepted=accepted,
+                decision=outcome.decision.model_dump(mode="json") if outcome.decision is not None else None,
             ),
             budget_misses=missed,
             fallback=Fallback(

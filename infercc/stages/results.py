@@ -78,6 +78,17 @@ class ParityPoint(Model):
     outputs: dict[str, OutputFigures]
 
 
+class DecisionFigures(Model):
+    """Agreement of `p > threshold` on a probability output between a candidate and FP32 (sequences.py)."""
+
+    agreement: Figure = None
+    threshold: float
+    samples: int
+    positive_fp32: int | None = None
+    flips_on: int | None = None
+    flips_off: int | None = None
+
+
 class OutputAccuracy(Model):
     """One output of a precision artifact against the FP32 graph on the evaluation data."""
 
@@ -111,6 +122,7 @@ class Accuracy(Model):
     confident_samples: int | None = None
     task_top1: Figure = None
     task_top1_fp32: Figure = None
+    decision: DecisionFigures | None = None  # with quantize.int8_budget_decision
 
 
 class SizeFigures(Model):
@@ -198,6 +210,7 @@ class BudgetFigures(Model):
     met: bool
     misses: list[str]
     accepted: bool
+    decision: dict[str, Any] | None = None  # quantize.int8_budget_decision
 
 
 class LayerFigure(Model):
@@ -314,6 +327,7 @@ class OutputSummary(ErrorFigures):
     kind: str
     samples: int
     passed: bool
+    decision: DecisionFigures | None = None  # the output quantize.int8_budget_decision names
 
 
 class BudgetJudgement(Model):
@@ -324,6 +338,8 @@ class BudgetJudgement(Model):
     accept_miss: bool
     top1_measured: Figure
     cosine_measured: Figure
+    decision: dict[str, Any] | None = None  # quantize.int8_budget_decision
+    decision_measured: Figure = None
     met: bool
     misses: list[str]
     message: str | None

@@ -27,6 +27,7 @@ from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import RunContext, StageOutput
 from infercc.runtimes.base import candidate_runtimes, runs_artifact, usable_runtimes
 from infercc.runtimes.isolation import RuntimeCrashed, open_runtime
+from infercc.sequences import StatePlan, decision_figures, run_input, state_plan
 from infercc.stages.results import (
     BudgetJudgement,
     Check,
@@ -69,6 +70,7 @@ class InputSet:
     expected: dict[str, np.ndarray] | None = None
     real: bool = False  # real data (evaluation split or --inputs files), not seeded random values
     wide: bool = False  # values outside the seeded range (range_sets): not for calibrated INT8
+    plan: StatePlan | None = None  # a sequence of a stateful model: run step by step, the state carried
 
 
 @dataclass
@@ -138,6 +140,8 @@ class VerifyStage:
             "calibration": cfg.calibration.model_dump(mode="json") if cfg.calibration else None,
             "threads": cfg.bench.threads,
             "output_kinds": cfg.model.output_kinds,
+            "int8_budget": budget_for(cfg, Precision.int8).to_dict(),  # judged here too
+            "state": {n: [s.state_from, s.state_initial] for n, s in cfg.inputs.items() if s.state_from},
         }
 
     def tools(self) -> tuple[str, ...]:
@@ -256,6 +260,9 @@ def restricted_note(art: ArtifactRecord, sets: list[InputSet], kept: list[InputS
 def sets_for(art: ArtifactRecord, sets: list[InputSet]) -> list[InputSet]:
     """INT8 artifacts are calibrated for real data: judge them on real data when there is some."""
     real = [s for s in sets if s.real]
+    sequences = [s for s in sets if s.plan is not None]
+    if artifact_precision(art) is Precision.int8 and sequences:  # a stateful model: judged over sequences
+        return [s for s in sequences if s.real] or sequences
     if artifact_precision(art) is Precision.int8:
         return real or [s for s in sets if not s.wide]
     return sets
@@ -269,6 +276,9 @@ def input_sets(
 ) -> tuple[str, list[InputSet]]:
     """(where the inputs come from, the input sets); sets from the export reference carry their outputs."""
     cfg = ctx.config.verify
+    plan = state_plan(ctx.inputs, ctx.input_names)
+    if plan is not None:
+        return _sequence_sets(ctx, inputs, plan)
     if cfg.inputs is not None and Path(cfg.inputs).suffix.lower() == ".json":
         return f"Polygraphy inputs {cfg.inputs}", _polygraphy_sets(ctx, Path(cfg.inputs))
     if cfg.inputs is not None:
@@ -289,6 +299,21 @@ def input_sets(
             sets + real[1],
         )
     return f"seeded random (seed {cfg.seed}) within the declared ranges", sets
+
+
+def _sequence_sets(
+    ctx: RunContext, inputs: dict[str, ArtifactRecord], plan: StatePlan
+) -> tuple[str, list[InputSet]]:
+    """A stateful model: the export's single steps at the min/opt/max shapes (seeded state), then sequences run
+    step by step with the state carried: verify.inputs, else the evaluation data, else seeded sequences."""
+    from infercc.data.sequences import verify_sequences
+    from infercc.stages.export import load_reference
+
+    reference = load_reference(ctx.path(inputs["reference"].path))
+    sets = [InputSet(label, feeds, outs) for label, (feeds, outs) in reference.items()]
+    where, sequences, real = verify_sequences(ctx.config, ctx.input_names, ctx.shape_ranges, ctx.inputs, plan)
+    sets += [InputSet(label, feeds, real=real, plan=plan) for label, feeds in sequences]
+    return f"single steps at the min/opt/max shapes, and {where}", sets
 
 
 def range_sets(ctx: RunContext, base: dict[str, np.ndarray]) -> list[InputSet]:
@@ -405,7 +430,7 @@ def _attach_reference(
         ) as rt:
             for s in sets:
                 if s.expected is None or ctx.config.verify.reference is Reference.onnx:
-                    s.expected = clock.call(rt.infer, s.feeds)
+                    s.expected = clock.call(run_input, rt.infer, s.feeds, s.plan)
                     if s.wide and non_finite_outputs(s.expected):
                         notes.append(
                             f"input set {s.label} left out: the reference itself gives NaN/Inf there"
@@ -433,7 +458,7 @@ def _attach_reference(
             threads=ctx.config.bench.threads,
         ) as rt:
             for s in missing:
-                s.expected = clock.call(rt.infer, s.feeds)
+                s.expected = clock.call(run_input, rt.infer, s.feeds, s.plan)
                 if s.wide and non_finite_outputs(s.expected):
                     notes.append(
                         f"input set {s.label} left out: the PyTorch model itself gives NaN/Inf there "
@@ -467,7 +492,7 @@ def verify_one(
             if getattr(runtime, "run_settings", None):
                 pair.entry.runtime_settings = dict(runtime.run_settings)
             for s in sets:
-                pair.compare_set(s, clock.call(runtime.infer, s.feeds))
+                pair.compare_set(s, clock.call(run_input, runtime.infer, s.feeds, s.plan))
     except RuntimeCrashed as exc:
         pair.entry.crashed = exc.message
         pair.entry.failures.append(exc.message)
@@ -531,6 +556,9 @@ class Pair:
             _, whole = split_tolerance(tol)
             metrics = compare(stack_rows(acts), stack_rows(refs), whole, self.kinds[out_name])
             summary = {k: v for k, v in metrics.to_dict().items() if k in SUMMARY_KEYS}
+            decision = self.config.quantize.int8_budget_decision
+            if decision is not None and out_name == decision.output:
+                summary["decision"] = decision_figures(stack_rows(acts), stack_rows(refs), decision.threshold)
             self.entry.outputs[out_name] = OutputSummary(
                 **summary,
                 kind=self.kinds[out_name].value,
@@ -599,11 +627,14 @@ def judge_budget(
     non_finite = sum(o.nan + o.inf for o in outputs)
     top1 = min(top1s) if top1s else None
     cosine = min(cosines) if finite and cosines else None
-    misses = budget.misses(top1, cosine, non_finite)
+    decided = entry.outputs.get(budget.decision.output) if budget.decision is not None else None
+    agreement = decided.decision.agreement if decided is not None and decided.decision is not None else None
+    misses = budget.misses(top1, cosine, non_finite, agreement)
     return BudgetJudgement(
         **budget.to_dict(),
         top1_measured=top1,
         cosine_measured=cosine,
+        decision_measured=agreement,
         met=not misses,
         misses=misses,
         message=miss_message(art.name, misses, runtime) if misses else None,
