@@ -38,6 +38,7 @@ def test_a_grandchilds_work_counts_as_the_timed_process_own():
     finally:
         relay.stdin.close()
         relay.wait(timeout=60)
+    # before the fix the relay's own CPU time was all that counted (about 0: it only waits), and the spinning
+    # grandchild went into "other processes"; the foreign share itself is not asserted, since on a busy machine
+    # other processes really do use the cores
     assert figures["cpu_s"] >= 0.55, figures
-    # before the fix the spinning grandchild was "other processes": a full core of a 2-core machine, about 50 %
-    assert figures["foreign_share"] < 0.25, figures
