@@ -97,7 +97,7 @@ def _gpus() -> list[str]:
 
 def _tensorrt_flavours() -> list[dict[str, Any]]:
     try:
-        from infercc.runtimes.tensorrt import detect_flavours
+        from infercc.tensorrt.runtime import detect_flavours
     except ImportError:
         return []
     return detect_flavours()

@@ -1,4 +1,5 @@
-"""`infercc inspect`: a summary of an ONNX file, or of a TensorRT engine (via its sidecar or the engine inspector)."""
+"""`infercc inspect`: a summary of an ONNX file, of a TensorRT engine (via its sidecar or the engine inspector,
+tensorrt/engine_info.py) or of an output folder, and how each is drawn."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def inspect_path(path: Path) -> dict[str, Any]:
 
         return {"kind": "onnx", **summary(path)}
     if path.suffix.lower() in (".engine", ".plan", ".trt"):
-        from infercc.runtimes.tensorrt import inspect_engine
+        from infercc.tensorrt.engine_info import inspect_engine
 
         return {"kind": "engine", **inspect_engine(path)}
     raise UsageError(f"Cannot inspect {path.name}: expected an .onnx or .engine file, or an output folder.")
@@ -97,8 +98,6 @@ def render_inspection(console: Console, info: dict[str, Any], layers: bool = Fal
         _render_folder(console, info)
         return
     if info["kind"] == "engine":
-        from infercc.runtimes.tensorrt import render_engine
-
         render_engine(console, info, show_layers=layers)
         return
     from infercc.cli.render import human_size
@@ -119,3 +118,72 @@ def render_inspection(console: Console, info: dict[str, Any], layers: bool = Fal
     console.print(table)
     ops = ", ".join(f"{op} {n}" for op, n in info["op_counts"].items())
     console.print(f"{info['nodes']} nodes: {escape(ops)}")
+
+
+def _tally(layers: list[dict[str, Any]], key: str) -> str:
+    counts: dict[str, int] = {}
+    for layer in layers:
+        counts[str(layer.get(key))] = counts.get(str(layer.get(key)), 0) + 1
+    return ", ".join(f"{name} {n}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "-"
+
+
+def render_engine(console: Console, info: dict[str, Any], show_layers: bool = False) -> None:
+    from infercc.cli.render import human_size
+
+    flavour = info.get("flavour", {})
+    console.print(
+        f"[bold]{escape(info['path'])}[/]  {human_size(info['size_bytes'])}, {info.get('precision')} engine, "
+        f"{escape(flavour.get('label') or '?')}"
+    )
+    targets = info.get("targets", {})
+    if targets.get("compute_capabilities"):
+        from infercc.tensorrt.flavours import describe_target
+
+        caps = ", ".join(describe_target(t) for t in targets["compute_capabilities"])
+        console.print(
+            f"targets: compute capability {caps}"
+            + (" (TensorRT-RTX default set)" if targets.get("default_set") else "")
+        )
+    if targets.get("gpu"):
+        console.print(
+            f"built on: {escape(str(targets['gpu']))} (compute capability "
+            f"{targets.get('gpu_compute_capability')})"
+        )
+    src = info.get("source", {})
+    console.print(
+        f"from: {escape(str(src.get('path')))} (sha256 {str(src.get('sha256'))[:12]}..), built "
+        f"{info.get('built')} "
+        f"in {info.get('build_s')} s"
+    )
+    for i, text in enumerate(info.get("profiles_text", [])):
+        console.print(f"profile {i}: {escape(text)}")
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("", "name", "dtype", "shape"):
+        table.add_column(col)
+    for kind in ("inputs", "outputs"):
+        for t in info.get(kind, []):
+            dims = "x".join("?" if d is None or d < 0 else str(d) for d in t["shape"])
+            table.add_row(kind[:-1], escape(t["name"]), str(t["dtype"]), dims or "scalar")
+    console.print(table)
+    all_layers = info.get("layers", [])
+    if show_layers:
+        layers = Table(show_edge=False, pad_edge=False, title=f"{len(all_layers)} layers")
+        for col in ("#", "name", "type", "precision"):
+            layers.add_column(col)
+        for i, layer in enumerate(all_layers):
+            layers.add_row(
+                str(i), escape(str(layer["name"]))[:80], str(layer["type"]), str(layer["precision"])
+            )
+        console.print(layers)
+    else:
+        console.print(f"{len(all_layers)} layers: {escape(_tally(all_layers, 'type'))}")
+        console.print(
+            f"  precision: {escape(_tally(all_layers, 'precision'))}  [dim](--layers lists them)[/]"
+        )
+    console.print(f"listing from: {escape(info['listing_source'])}")
+    if info.get("problem"):
+        console.print(f"[yellow]cannot load here:[/] {escape(info['problem'])}")
+        if info.get("rebuild"):
+            console.print(f"  rebuild: {escape(info['rebuild'])}")
+    for note in info.get("notes", []):
+        console.print(f"note: {escape(note)}")

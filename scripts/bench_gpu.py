@@ -201,7 +201,7 @@ def time_ort(path: Path, names: list[str], feeds: tuple, options: dict, referenc
     import onnxruntime as ort
     import torch
 
-    from infercc.runtimes.onnxrt import OrtCUDA
+    from infercc.onnxrt.runtime import OrtCUDA
 
     result: dict = {"options": options}
     np_feeds = {n: t.cpu().numpy() for n, t in zip(names, feeds, strict=True)}

@@ -51,7 +51,7 @@ def test_runs_in_a_child_process_with_the_runtimes_interface(built: Path) -> Non
         assert runtime.peak_rss() > runtime.rss_at_start > 0
         pid = runtime.pid
     assert len(times) == 3 and all(t > 0 for t in times)
-    from infercc.runtimes.onnxrt import OrtCPU
+    from infercc.onnxrt.runtime import OrtCPU
 
     with OrtCPU(built / "model.fp32.onnx", threads=1) as local:
         np.testing.assert_array_equal(*got.values(), *local.infer(FEED).values())

@@ -366,7 +366,7 @@ def _engine_with_sidecar(result: object, folder: Path, precision: str) -> Path:
 
 @needs_rtx
 def test_inspect_from_sidecar_and_json(built: dict[str, object], tmp_path: Path) -> None:
-    from infercc.runtimes.tensorrt import inspect_engine
+    from infercc.tensorrt.engine_info import inspect_engine
 
     engine = _engine_with_sidecar(built["int8"], tmp_path, "int8")
     info = inspect_engine(engine)
@@ -423,7 +423,8 @@ def test_inspect_cli_and_errors(
 @needs_rtx
 def test_engine_from_another_version(built: dict[str, object], tmp_path: Path) -> None:
     from infercc.fsutil import sha256_file
-    from infercc.runtimes.tensorrt import TensorRTRuntime, inspect_engine
+    from infercc.tensorrt.engine_info import inspect_engine
+    from infercc.tensorrt.runtime import TensorRTRuntime
 
     engine = _engine_with_sidecar(built["fp32"], tmp_path, "fp32")
     data = bytearray(engine.read_bytes())
@@ -449,7 +450,7 @@ def test_engine_from_another_version(built: dict[str, object], tmp_path: Path) -
 
 @needs_rtx
 def test_runtime_status_and_load_without_gpu(built: dict[str, object], tmp_path: Path) -> None:
-    from infercc.runtimes.tensorrt import TensorRTRuntime, gpu_visible
+    from infercc.tensorrt.runtime import TensorRTRuntime, gpu_visible
 
     if gpu_visible():
         pytest.skip("a GPU is visible")
@@ -548,7 +549,7 @@ def test_choose_profile() -> None:
 
 
 def test_buffer_pool_reuses_and_grows() -> None:
-    from infercc.runtimes.tensorrt import BufferPool
+    from infercc.tensorrt.runtime import BufferPool
 
     allocs: list[int] = []
 

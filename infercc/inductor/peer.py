@@ -18,17 +18,16 @@ import numpy as np
 from infercc.errors import MissingRuntimeError, StageError
 from infercc.inductor.child import ChildSession
 from infercc.lazy import is_installed, version_of
-from infercc.runtimes.base import RuntimeStatus, TensorSpec
+from infercc.runtimes.base import Capability, Device, RuntimeBase, RuntimeName, RuntimeStatus, TensorSpec
 
-PEER_SETTINGS = {"cpu": ("default", "float32"), "cuda": ("reduce-overhead", "float16")}
+PEER_SETTINGS = {Device.CPU: ("default", "float32"), Device.CUDA: ("reduce-overhead", "float16")}
 
 
-class TorchCompileCPU:
-    name: ClassVar[str] = "torch-compile-cpu"
+class TorchCompileCPU(RuntimeBase):
+    name: ClassVar[str] = RuntimeName.TORCH_COMPILE_CPU
     artifact_kinds: ClassVar[tuple[str, ...]] = ("torch-compile",)
-    device: ClassVar[str] = "cpu"
-    timing: ClassVar[str] = "wall-clock"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"peer", "child-process"})
+    device: ClassVar[Device] = Device.CPU
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.PEER, Capability.CHILD_PROCESS})
 
     def __init__(
         self,
@@ -38,8 +37,8 @@ class TorchCompileCPU:
         input_names: list[str],
         compile_budget_s: float = 600.0,
         threads: int | None = None,
-        **_: Any,
     ) -> None:
+        super().__init__()
         self.source = source
         self.model = model
         self.input_names = list(input_names)
@@ -47,8 +46,6 @@ class TorchCompileCPU:
         self.threads = threads
         self.mode, self.dtype = PEER_SETTINGS[self.device]
         self.session: ChildSession | None = None
-        self.compile_s: dict[str, float] = {}
-        self.notes: list[str] = []
 
     @classmethod
     def status(cls) -> RuntimeStatus:
@@ -64,7 +61,7 @@ class TorchCompileCPU:
                     "kind": "peer",
                     "source": self.source,
                     "model": self.model,
-                    "device": self.device,
+                    "device": self.device.value,
                     "threads": self.threads,
                     "mode": self.mode,
                     "dtype": self.dtype,
@@ -118,11 +115,12 @@ class TorchCompileCPU:
 
 
 class TorchCompileCUDA(TorchCompileCPU):
-    name: ClassVar[str] = "torch-compile-cuda"
-    device: ClassVar[str] = "cuda"
-    timing: ClassVar[str] = "cuda-events"
-    capabilities: ClassVar[frozenset[str]] = frozenset(
-        {"peer", "child-process", "cuda-events", "cuda-graphs"}
+    name: ClassVar[str] = RuntimeName.TORCH_COMPILE_CUDA
+    device: ClassVar[Device] = Device.CUDA
+    timing: str = "cuda-events"
+    # mode="reduce-overhead" replays CUDA graphs: that is what the peer is, not a switch (no Capability.CUDA_GRAPHS)
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.PEER, Capability.CHILD_PROCESS, Capability.CUDA_EVENTS}
     )
 
     @classmethod

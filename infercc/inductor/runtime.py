@@ -16,7 +16,15 @@ import numpy as np
 
 from infercc.errors import InferccError, MissingRuntimeError, StageError
 from infercc.lazy import is_installed, version_of
-from infercc.runtimes.base import RuntimeStatus, TensorSpec
+from infercc.runtimes.base import (
+    Capability,
+    Device,
+    RuntimeBase,
+    RuntimeName,
+    RuntimeStatus,
+    TensorSpec,
+    check_feeds,
+)
 
 
 def _torch_at_least(minimum: str) -> bool:
@@ -28,20 +36,23 @@ def _torch_at_least(minimum: str) -> bool:
     return parts >= tuple(int(p) for p in minimum.split("."))
 
 
-class InductorCPU:
-    name: ClassVar[str] = "inductor-cpu"
+class InductorCPU(RuntimeBase):
+    name: ClassVar[str] = RuntimeName.INDUCTOR_CPU
     artifact_kinds: ClassVar[tuple[str, ...]] = ("inductor",)
-    device: ClassVar[str] = "cpu"
-    timing: ClassVar[str] = "wall-clock"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"dynamic-shapes"})
+    device: ClassVar[Device] = Device.CPU
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.DYNAMIC_SHAPES, Capability.FP16, Capability.BF16}
+    )
 
-    def __init__(self, artifact: Path, threads: int | None = None, cuda_graph: bool = True, **_: Any) -> None:
+    def __init__(self, artifact: Path, threads: int | None = None, cuda_graph: bool = True) -> None:
+        super().__init__()
         self.path = Path(artifact)
         self.threads = threads
-        self.cuda_graph = cuda_graph
+        self.cuda_graph = (
+            cuda_graph  # on CUDA: a graph per shape for small batches (sessions.GRAPH_MAX_BATCH)
+        )
         self.session: Any = None  # sessions.PackageSession
         self.sidecar: dict[str, Any] = {}
-        self.notes: list[str] = []
 
     @classmethod
     def status(cls) -> RuntimeStatus:
@@ -62,7 +73,7 @@ class InductorCPU:
         from infercc.inductor.sessions import PackageSession
 
         self.sidecar = read_sidecar(self.path)
-        problem = incompatibility(self.sidecar, self.device)
+        problem = incompatibility(self.sidecar, self.device.value)
         if problem:
             raise MissingRuntimeError(
                 f"Package {self.path.name} cannot run here: {problem}.",
@@ -72,7 +83,7 @@ class InductorCPU:
             self.session = PackageSession(
                 {
                     "path": str(self.path.resolve()),
-                    "device": self.device,
+                    "device": self.device.value,
                     "threads": self.threads,
                     "cuda_graph": self.cuda_graph,
                     "input_names": self.sidecar["input_names"],
@@ -104,20 +115,22 @@ class InductorCPU:
         outputs = [TensorSpec(n, "float32", ()) for n in self.sidecar.get("output_names") or []]
         return inputs, outputs
 
-    def _check(self, feeds: dict[str, np.ndarray]) -> None:
+    def _check(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The package's shape range first (AOTInductor does not check it), then names, ranks and dtypes."""
         from infercc.inductor.export import within
 
         problem = within(self.sidecar.get("valid_shapes") or {}, feeds)
         if problem:
             raise StageError(f"{self.path.name} cannot run this input: {problem}.")
+        return check_feeds(feeds, self.io_spec()[0], self.path.name)
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self._check(feeds)
+        feeds = self._check(feeds)
         assert self.session is not None
         return self.session.infer(feeds)["outputs"]
 
     def time_infer(self, feeds: dict[str, np.ndarray], iters: int, warmup: int) -> list[float]:
-        self._check(feeds)
+        feeds = self._check(feeds)
         assert self.session is not None
         reply = self.session.time(feeds, iters, warmup)
         self.notes += [n for n in reply.get("notes", []) if n not in self.notes]
@@ -125,10 +138,18 @@ class InductorCPU:
 
 
 class InductorCUDA(InductorCPU):
-    name: ClassVar[str] = "inductor-cuda"
-    device: ClassVar[str] = "cuda"
-    timing: ClassVar[str] = "cuda-events"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"dynamic-shapes", "cuda-events", "cuda-graphs"})
+    name: ClassVar[str] = RuntimeName.INDUCTOR_CUDA
+    device: ClassVar[Device] = Device.CUDA
+    timing: str = "cuda-events"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.DYNAMIC_SHAPES,
+            Capability.FP16,
+            Capability.BF16,
+            Capability.CUDA_EVENTS,
+            Capability.CUDA_GRAPHS,
+        }
+    )
 
     @classmethod
     def status(cls) -> RuntimeStatus:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from infercc.errors import StageError
+from infercc.runtimes.timing import capture_cuda_graph, cuda_event_times, time_loop
 
 GRAPH_MAX_BATCH = 8  # a CUDA graph is captured per shape up to this batch: launch overhead dominates there
 GRAPH_MATCH_ATOL = 1e-3
@@ -69,39 +70,14 @@ class TorchSession:
         with self.torch.inference_mode():
             run = self.runner(args)
             times = (
-                self._cuda_times(run, iters, warmup)
+                cuda_event_times(self.torch, run, iters, warmup)
                 if self.device == "cuda"
-                else self._cpu_times(run, iters, warmup)
+                else time_loop(run, lambda: None, iters, warmup)
             )
         return {"times": times, "notes": list(dict.fromkeys(self.notes))}
 
     def runner(self, args: list[Any]) -> Any:
         return lambda: self.call(args)
-
-    def _cpu_times(self, run: Any, iters: int, warmup: int) -> list[float]:
-        for _ in range(warmup):
-            run()
-        times = []
-        for _ in range(iters):
-            start = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - start)
-        return times
-
-    def _cuda_times(self, run: Any, iters: int, warmup: int) -> list[float]:
-        cuda = self.torch.cuda
-        for _ in range(warmup):
-            run()
-        cuda.synchronize()
-        times = []
-        for _ in range(iters):
-            start, end = cuda.Event(enable_timing=True), cuda.Event(enable_timing=True)
-            start.record()
-            run()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1000.0)
-        return times
 
 
 class PackageSession(TorchSession):
@@ -139,15 +115,7 @@ class PackageSession(TorchSession):
         torch = self.torch
         try:
             static = [a.clone() for a in args]
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                for _ in range(2):
-                    expected = self.call(static)
-            torch.cuda.current_stream().wait_stream(stream)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                captured = self.call(static)
+            graph, captured, expected = capture_cuda_graph(torch, lambda: self.call(static), warmup=2)
             graph.replay()
             torch.cuda.synchronize()
             if not _same(torch, captured, expected):

@@ -18,7 +18,16 @@ import numpy as np
 from infercc.errors import UsageError
 from infercc.lazy import is_installed, require, version_of
 from infercc.openvino.errors import explain_openvino_error
-from infercc.runtimes.base import RuntimeStatus, TensorSpec, time_loop
+from infercc.runtimes.base import (
+    Capability,
+    Device,
+    RuntimeBase,
+    RuntimeName,
+    RuntimeStatus,
+    TensorSpec,
+    check_feeds,
+)
+from infercc.runtimes.timing import time_loop
 
 INSTALL = "pip install 'infercc[openvino]'"
 # ONNX metadata_props key of a graph meant to run at a lower inference precision ("bf16")
@@ -49,11 +58,15 @@ def onnx_facts(path: Path) -> tuple[str, list[str]]:
     return props.get(INFERENCE_PRECISION_KEY, "f32"), [o.name for o in model.graph.output]
 
 
-class OpenVINOCPU:
+class OpenVINOCPU(RuntimeBase):
     """OpenVINO Runtime, CPU plugin, one infer request, latency hint unless told otherwise."""
 
-    name: ClassVar[str] = "openvino-cpu"
+    name: ClassVar[str] = RuntimeName.OPENVINO_CPU
     artifact_kinds: ClassVar[tuple[str, ...]] = ("onnx", "onnx-bf16")
+    device: ClassVar[Device] = Device.CPU
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.DYNAMIC_SHAPES, Capability.INT8, Capability.BF16}
+    )
 
     def __init__(
         self,
@@ -61,17 +74,15 @@ class OpenVINOCPU:
         threads: int | None = None,
         performance_hint: str = "LATENCY",
         inference_precision: str | None = None,
-        **_: Any,
     ) -> None:
+        super().__init__()
         self.path = Path(artifact)
         self.threads = threads
         self.performance_hint = performance_hint
         self.inference_precision = inference_precision
         self.compiled: Any = None
         self.request: Any = None
-        self.run_settings: dict[str, Any] = {}
         self.output_names: list[str] = []
-        self.notes: list[str] = []
 
     @classmethod
     def status(cls) -> RuntimeStatus:
@@ -172,25 +183,7 @@ class OpenVINOCPU:
         return [spec(p) for p in self.compiled.inputs], outputs
 
     def _checked(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        inputs, _ = self.io_spec()
-        expected = {t.name: t for t in inputs}
-        if set(feeds) != set(expected):
-            raise UsageError(
-                f"Inputs do not match {self.path.name}: got {', '.join(sorted(feeds))}; "
-                f"the model takes {', '.join(expected)}."
-            )
-        for name, value in feeds.items():
-            want = expected[name].shape
-            fixed = all(isinstance(d, int) for d in want)
-            if value.ndim != len(want) or any(
-                isinstance(w, int) and w != got for got, w in zip(value.shape, want, strict=False)
-            ):
-                shown = "x".join(str(d) if isinstance(d, int) else "?" for d in want)
-                raise UsageError(
-                    f"Input {name} has shape {list(value.shape)}; {self.path.name} "
-                    f"{'fixes it at' if fixed else 'expects'} {shown}."
-                )
-        return {n: np.ascontiguousarray(v, dtype=expected[n].dtype) for n, v in feeds.items()}
+        return check_feeds(feeds, self.io_spec()[0], self.path.name)
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         checked = self._checked(feeds)

@@ -37,7 +37,7 @@ from infercc.errors import InferccError, StageError
 
 START_METHOD = "forkserver"
 # Imported once by the fork server so that every child has them for free.
-PRELOAD = ("numpy", "onnxruntime", "infercc.runtimes.base", "infercc.runtimes.onnxrt")
+PRELOAD = ("numpy", "onnxruntime", "infercc.runtimes.base", "infercc.onnxrt.runtime")
 CLOSE_TIMEOUT_S = 10.0
 PHASES = {"open": "loading", "infer": "running", "time_infer": "timing"}
 

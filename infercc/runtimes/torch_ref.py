@@ -9,15 +9,16 @@ import numpy as np
 from infercc.errors import MissingRuntimeError, StageError, UsageError
 from infercc.lazy import is_installed, require, version_of
 from infercc.models.io import changed_inputs, flatten_outputs, input_copies, mutation_note
-from infercc.runtimes.base import RuntimeStatus, TensorSpec, time_loop
+from infercc.runtimes.base import Capability, Device, RuntimeBase, RuntimeName, RuntimeStatus, TensorSpec
+from infercc.runtimes.timing import cuda_event_times, time_loop
 
 
-class TorchCPU:
+class TorchCPU(RuntimeBase):
     """Runs an nn.Module in eager mode. `artifact` is the module; inputs are passed positionally in `input_names` order."""
 
-    name: ClassVar[str] = "pytorch-cpu"
+    name: ClassVar[str] = RuntimeName.PYTORCH_CPU
     artifact_kinds: ClassVar[tuple[str, ...]] = ("torch",)
-    device: ClassVar[str] = "cpu"
+    device: ClassVar[Device] = Device.CPU
 
     def __init__(
         self,
@@ -25,14 +26,13 @@ class TorchCPU:
         input_names: list[str],
         output_names: list[str] | None = None,
         threads: int | None = None,
-        **_: Any,
     ) -> None:
+        super().__init__()
         self.module = artifact
         self.input_names = list(input_names)
         self.output_names = output_names
         self.threads = threads
         self._saved_threads: int | None = None
-        self.notes: list[str] = []
 
     @classmethod
     def status(cls) -> RuntimeStatus:
@@ -45,7 +45,7 @@ class TorchCPU:
         if self.threads:
             self._saved_threads = torch.get_num_threads()
             torch.set_num_threads(self.threads)
-        self.module = self.module.to(self.device).eval()
+        self.module = self.module.to(self.device.value).eval()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -58,7 +58,7 @@ class TorchCPU:
         return inputs, outputs
 
     def _to_device(self, feeds: dict[str, np.ndarray]) -> list[Any]:
-        return input_copies(require("torch"), feeds, self.input_names, self.device)
+        return input_copies(require("torch"), feeds, self.input_names, self.device.value)
 
     def _forward(self, args: list[Any]) -> Any:
         from infercc.models.boundary import user_code
@@ -87,22 +87,16 @@ class TorchCPU:
             for name, t in tensors.items()
         }
 
-    timing: ClassVar[str] = "wall-clock"
-
-    def _sync(self) -> None:
-        pass
-
-    def device_memory(self) -> int | None:
-        return None
-
     def time_infer(self, feeds: dict[str, np.ndarray], iters: int, warmup: int) -> list[float]:
         args = self._to_device(feeds)
-        return time_loop(lambda: self._forward(args), self._sync, iters, warmup)
+        return time_loop(lambda: self._forward(args), lambda: None, iters, warmup)
 
 
 class TorchCUDA(TorchCPU):
-    name: ClassVar[str] = "pytorch-cuda"
-    device: ClassVar[str] = "cuda"
+    name: ClassVar[str] = RuntimeName.PYTORCH_CUDA
+    device: ClassVar[Device] = Device.CUDA
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.CUDA_EVENTS, Capability.H2D_TIMING})
+    timing: str = "cuda-events"
 
     @classmethod
     def status(cls) -> RuntimeStatus:
@@ -123,11 +117,6 @@ class TorchCUDA(TorchCPU):
         super().__enter__()
         return self
 
-    timing: ClassVar[str] = "cuda-events"
-
-    def _sync(self) -> None:
-        require("torch").cuda.synchronize()
-
     def device_memory(self) -> int | None:
         torch = require("torch")
         free, total = torch.cuda.mem_get_info()
@@ -137,30 +126,9 @@ class TorchCUDA(TorchCPU):
         """Host-to-device copy of every input, timed on its own with CUDA events."""
         torch = require("torch")
         host = [torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in self.input_names]
-        times = []
-        for _ in range(iters):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for tensor in host:
-                tensor.to("cuda")
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1000.0)
-        return times
+        return cuda_event_times(torch, lambda: [tensor.to("cuda") for tensor in host], iters, 0)
 
     def time_infer(self, feeds: dict[str, np.ndarray], iters: int, warmup: int) -> list[float]:
         """CUDA-event timing, data already on the device."""
-        torch = require("torch")
         args = self._to_device(feeds)
-        for _ in range(warmup):
-            self._forward(args)
-        torch.cuda.synchronize()
-        times = []
-        for _ in range(iters):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            self._forward(args)
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1000.0)
-        return times
+        return cuda_event_times(require("torch"), lambda: self._forward(args), iters, warmup)

@@ -25,13 +25,22 @@ from infercc.errors import InferccError
 from infercc.machine_load import CpuSample, disturbance, load_average
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import RunContext, Stage, StageOutput
-from infercc.runtimes.base import candidate_runtimes, probe, runs_artifact, usable_runtimes
+from infercc.runtimes.base import (
+    Capability,
+    Device,
+    RuntimeName,
+    candidate_runtimes,
+    probe,
+    runs_artifact,
+    runtime_class,
+    usable_runtimes,
+)
 from infercc.runtimes.isolation import IsolatedRuntime, RuntimeCrashed
 from infercc.stages.results import BenchResult
 from infercc.stages.verify import Clock, opened
 
-BASELINES = {"cpu": "pytorch-cpu", "cuda": "pytorch-cuda"}
-PEERS = {"cpu": "torch-compile-cpu", "cuda": "torch-compile-cuda"}
+BASELINES = {Device.CPU: RuntimeName.PYTORCH_CPU, Device.CUDA: RuntimeName.PYTORCH_CUDA}
+PEERS = {Device.CPU: RuntimeName.TORCH_COMPILE_CPU, Device.CUDA: RuntimeName.TORCH_COMPILE_CUDA}
 BASELINE, PEER = "pytorch", "torch.compile"  # entry names of PyTorch eager and of the torch.compile peer
 
 
@@ -49,8 +58,9 @@ def is_reference(entry: dict[str, Any]) -> bool:
     return entry["artifact"] in (BASELINE, PEER)
 
 
-def runtime_device(name: str) -> str:
-    return "cuda" if ("cuda" in name or name.startswith("tensorrt")) else "cpu"
+def runtime_device(name: str) -> Device:
+    """The device runtime `name` declares it runs on."""
+    return runtime_class(name).device
 
 
 # --- statistics -------------------------------------------------------------------------------------
@@ -168,14 +178,15 @@ class Live:
 
     @property
     def pid(self) -> int:
-        return getattr(self.runtime, "pid", None) or os.getpid()
+        """The process the runtime computes in: its child when isolated, else this one."""
+        return (self.runtime.pid if isinstance(self.runtime, IsolatedRuntime) else None) or os.getpid()
 
 
 def new_entry(subject: Subject, cfg: BenchConfig) -> dict[str, Any]:
     return {
         "artifact": subject.name,
         "runtime": subject.runtime,
-        "device": runtime_device(subject.runtime),
+        "device": runtime_device(subject.runtime).value,
         "precision": subject.precision,
         "file_size": subject.size,
         "threads": cfg.threads,
@@ -290,7 +301,7 @@ def _batch_stats(
     stats = latency_stats(item.repeats, batch)
     stats["rounds"] = item.rounds
     stats["disturbed"] = disturbance(item.rounds, cfg.max_foreign_load, item.entry["device"])
-    if hasattr(item.runtime, "time_h2d"):
+    if Capability.H2D_TIMING in runtime_class(item.subject.runtime).capabilities:
         h2d = clock.call(item.runtime.time_h2d, feeds, min(20, cfg.iterations))
         stats["h2d_ms"] = float(np.median(h2d) * 1e3)
     return stats
@@ -299,12 +310,12 @@ def _batch_stats(
 def _finish_entry(item: Live) -> None:
     entry, runtime = item.entry, item.runtime
     device_base = entry.pop("_device_base", None)
-    entry["timing"] = getattr(runtime, "timing", "wall-clock")
-    if getattr(runtime, "run_settings", None):  # threads, hints, precision the runtime compiled with
+    entry["timing"] = runtime.timing
+    if runtime.run_settings:  # threads, hints, precision the runtime compiled with
         entry["runtime_settings"] = dict(runtime.run_settings)
-    if getattr(runtime, "compile_s", None):
+    if runtime.compile_s:
         entry["compile_s"] = {b: round(v, 3) for b, v in runtime.compile_s.items()}
-    entry["notes"] += list(dict.fromkeys(getattr(runtime, "notes", [])))
+    entry["notes"] += list(dict.fromkeys(runtime.notes))
     used = _device_memory(runtime)
     if used is not None:
         entry["device_memory"] = used
@@ -315,10 +326,9 @@ def _finish_entry(item: Live) -> None:
 
 
 def _device_memory(runtime: Any) -> int | None:
-    fn = getattr(runtime, "device_memory", None)
     try:
-        return fn() if fn else None
-    except Exception:
+        return runtime.device_memory()
+    except Exception:  # a diagnostic: a driver that cannot say never fails the bench
         return None
 
 
@@ -484,11 +494,11 @@ class BenchStage:
     ) -> tuple[list[Subject], list[dict[str, str]]]:
         cfg = ctx.config.bench
         subjects: list[Subject] = []
-        devices: set[str] = set()
+        devices: set[Device] = set()
         usable, skipped = usable_runtimes(cfg.runtimes, "bench.runtimes")
         for runtime_name, cls in usable:
             options: dict[str, Any] = {"threads": cfg.threads}
-            if runtime_name == "onnxruntime-cuda":
+            if Capability.CUDA_GRAPHS in cls.capabilities:
                 options["cuda_graph"] = cfg.cuda_graph
             for name in self.artifact_names:
                 art = inputs.get(name)
@@ -497,8 +507,12 @@ class BenchStage:
                     and runs_artifact(runtime_name, cls, art)
                     and art.meta.get("loadable") is not False
                 ):
-                    devices.add(runtime_device(runtime_name))
-                    tuned = _tuned_options(ctx, inputs, name) if runtime_name == "onnxruntime-cuda" else {}
+                    devices.add(cls.device)
+                    tuned = (
+                        _tuned_options(ctx, inputs, name)
+                        if runtime_name == RuntimeName.ONNXRUNTIME_CUDA
+                        else {}
+                    )
                     subjects.append(
                         Subject(
                             name,
@@ -529,7 +543,7 @@ class BenchStage:
                 )
         return subjects, skipped
 
-    def _peers(self, ctx: RunContext, devices: set[str], skipped: list[dict[str, str]]) -> list[Subject]:
+    def _peers(self, ctx: RunContext, devices: set[Device], skipped: list[dict[str, str]]) -> list[Subject]:
         """torch.compile on each device the artifacts run on (bench.peers)."""
         cfg = ctx.config.bench
         peers = []

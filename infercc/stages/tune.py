@@ -172,7 +172,7 @@ def _trial(
     expected: dict[str, np.ndarray],
 ) -> dict[str, Any]:
     from infercc.metrics import compare
-    from infercc.runtimes.onnxrt import OrtCUDA
+    from infercc.onnxrt.runtime import OrtCUDA
     from infercc.stages.verify import tolerance_for
 
     trial: dict[str, Any] = {"options": options, "label": _label(options), "passed": False}

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from infercc.runtimes.onnxrt import OrtCPU
+from infercc.onnxrt.runtime import OrtCPU
 
 
 def segfault() -> None:

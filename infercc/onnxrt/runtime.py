@@ -1,17 +1,26 @@
-"""ONNX Runtime adapter (CPU and CUDA execution providers)."""
+"""The onnxruntime-cpu and onnxruntime-cuda runtimes: ONNX Runtime with the CPU or the CUDA execution provider."""
 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from infercc.errors import MissingRuntimeError, StageError, UsageError
-from infercc.lazy import is_installed, require, version_of
-from infercc.runtimes.base import RuntimeStatus, TensorSpec, time_loop
+from infercc.errors import MissingRuntimeError, UsageError
+from infercc.lazy import is_installed, require
+from infercc.onnxrt.errors import explain_ort_error, ort_version
+from infercc.runtimes.base import (
+    Capability,
+    Device,
+    RuntimeBase,
+    RuntimeName,
+    RuntimeStatus,
+    TensorSpec,
+    check_feeds,
+)
+from infercc.runtimes.timing import cuda_event_times, time_loop
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -25,55 +34,17 @@ _ORT_TYPES = {
 }
 
 
-def _ort_version() -> str | None:
-    return version_of("onnxruntime") or version_of("onnxruntime-gpu")
-
-
-def explain_ort_error(exc: Exception, path: Path) -> StageError:
-    """One readable line for ONNX Runtime's load/run errors, naming the op and node where it can."""
-    text = str(exc)
-    missing = re.search(r"Could not find an implementation for (\w+)\((\d+)\) node with name '([^']*)'", text)
-    if missing:
-        op, opset, node = missing.groups()
-        return StageError(
-            f"ONNX Runtime cannot run op {op} (opset {opset}) at node '{node}' in {path.name}.",
-            hint="Export with another --opset, exclude the op from quantization, or use a runtime that supports it.",
-        )
-    unregistered = re.search(r"([\w.]*:?\w+)\((-?\d+)\) is not a registered function/op", text)
-    if unregistered:
-        return StageError(
-            f"ONNX Runtime {_ort_version()} has no op {unregistered.group(1)} (used in {path.name}).",
-            hint="A custom op needs its runtime library registered; otherwise re-export without it or use a runtime "
-            "that supports it.",
-        )
-    opset = re.search(r"(?:Opset|opset) (\d+) .*(?:not|under) .*support", text)
-    if opset or "is under development and support for this is limited" in text:
-        newest = re.search(r"support for domain (\S+) is till opset (\d+)", text)
-        detail = f" (it supports {newest.group(1)} up to opset {newest.group(2)})" if newest else ""
-        used = f"opset {opset.group(1)}" if opset else "the opset"
-        return StageError(
-            f"The installed ONNX Runtime {_ort_version()} does not support {used} of {path.name}{detail}.",
-            hint="Re-export with a lower --opset (e.g. 17) or upgrade onnxruntime.",
-        )
-    if "Protobuf parsing failed" in text or "INVALID_PROTOBUF" in text:
-        return StageError(
-            f"{path} is not a readable ONNX file (truncated or corrupt).",
-            hint="Re-create it; with infercc, run the stage again with --force.",
-        )
-    node = re.search(r"[Nn]ode \(([^)]*)\)", text)
-    where = f" at node '{node.group(1)}'" if node else ""
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return StageError(f"ONNX Runtime failed{where} on {path.name}: {first[:1200]}")
-
-
-class OrtCPU:
+class OrtCPU(RuntimeBase):
     """ONNX Runtime with the CPU execution provider."""
 
-    name: ClassVar[str] = "onnxruntime-cpu"
+    name: ClassVar[str] = RuntimeName.ONNXRUNTIME_CPU
     artifact_kinds: ClassVar[tuple[str, ...]] = ("onnx",)
+    device: ClassVar[Device] = Device.CPU
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.DYNAMIC_SHAPES, Capability.INT8})
     providers: ClassVar[list[str]] = ["CPUExecutionProvider"]
 
-    def __init__(self, artifact: Path, threads: int | None = None, **_: Any) -> None:
+    def __init__(self, artifact: Path, threads: int | None = None) -> None:
+        super().__init__()
         self.path = Path(artifact)
         self.threads = threads
         self.session: Any = None
@@ -82,7 +53,7 @@ class OrtCPU:
     def status(cls) -> RuntimeStatus:
         if not (is_installed("onnxruntime")):
             return RuntimeStatus(cls.name, False, "onnxruntime is not installed: pip install onnxruntime")
-        return RuntimeStatus(cls.name, True, version=_ort_version())
+        return RuntimeStatus(cls.name, True, version=ort_version())
 
     def _session_options(self) -> Any:
         ort = require("onnxruntime")
@@ -123,34 +94,7 @@ class OrtCPU:
         return [spec(a) for a in self.session.get_inputs()], [spec(a) for a in self.session.get_outputs()]
 
     def check_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        inputs, _ = self.io_spec()
-        expected = {t.name: t for t in inputs}
-        unknown = sorted(set(feeds) - set(expected))
-        missing = sorted(set(expected) - set(feeds))
-        if unknown or missing:
-            raise UsageError(
-                f"Inputs do not match {self.path.name}: "
-                + (f"unknown {', '.join(unknown)}; " if unknown else "")
-                + (f"missing {', '.join(missing)}; " if missing else "")
-                + f"the model takes {', '.join(expected)}."
-            )
-        checked = {}
-        for name, value in feeds.items():
-            spec = expected[name]
-            if value.ndim != len(spec.shape):
-                raise UsageError(
-                    f"Input {name} has rank {value.ndim} (shape {list(value.shape)}); {self.path.name} expects rank "
-                    f"{len(spec.shape)} {list(spec.shape)}."
-                )
-            for axis, (got, want) in enumerate(zip(value.shape, spec.shape, strict=True)):
-                if isinstance(want, int) and want > 0 and got != want:
-                    raise UsageError(
-                        f"Input {name} dimension {axis} is {got}; {self.path.name} fixes it at {want}."
-                    )
-            checked[name] = (
-                value.astype(spec.dtype, copy=False) if spec.dtype in _ORT_TYPES.values() else value
-            )
-        return checked
+        return check_feeds(feeds, self.io_spec()[0], self.path.name)
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = self.check_feeds(feeds)
@@ -177,8 +121,21 @@ class OrtCUDA(OrtCPU):
     timing falls back to plain I/O binding and says so in `notes`.
     """
 
-    name: ClassVar[str] = "onnxruntime-cuda"
+    name: ClassVar[str] = RuntimeName.ONNXRUNTIME_CUDA
+    device: ClassVar[Device] = Device.CUDA
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.DYNAMIC_SHAPES,
+            Capability.FP16,
+            Capability.INT8,
+            Capability.IO_BINDING,
+            Capability.CUDA_EVENTS,
+            Capability.CUDA_GRAPHS,
+            Capability.H2D_TIMING,
+        }
+    )
     providers: ClassVar[list[str]] = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    timing: str = "cuda-events"
 
     def __init__(
         self,
@@ -186,13 +143,10 @@ class OrtCUDA(OrtCPU):
         threads: int | None = None,
         cuda_graph: bool = False,
         provider_options: dict[str, str] | None = None,
-        **_: Any,
     ) -> None:
         super().__init__(artifact, threads)
         self.cuda_graph = cuda_graph
         self.provider_options = dict(provider_options or {})  # e.g. prefer_nhwc, cudnn_conv_algo_search
-        self.notes: list[str] = []
-        self.timing = "cuda-events"
         self._torch: Any = None
         self._graph_sessions: dict[Any, Any] = {}
 
@@ -210,9 +164,9 @@ class OrtCUDA(OrtCPU):
                 cls.name,
                 False,
                 "this onnxruntime has no CUDA provider: pip install 'infercc[gpu]'",
-                _ort_version(),
+                ort_version(),
             )
-        return RuntimeStatus(cls.name, True, version=getattr(ort, "__version__", None) or _ort_version())
+        return RuntimeStatus(cls.name, True, version=getattr(ort, "__version__", None) or ort_version())
 
     def _cuda_torch(self) -> Any:
         """PyTorch with CUDA, when present: its stream and events time ORT's kernels."""
@@ -334,35 +288,15 @@ class OrtCUDA(OrtCPU):
         if torch is None:
             self.timing = self.timing.replace("cuda-events", "wall-clock")
             return time_loop(run, binding.synchronize_outputs, iters, warmup)
-        return cuda_event_loop(torch, run, iters, warmup)
+        return cuda_event_times(torch, run, iters, warmup)  # ORT runs on PyTorch's current stream
 
     def time_h2d(self, feeds: dict[str, np.ndarray], iters: int) -> list[float]:
         """Host-to-device copy of every input, timed on its own (wall clock, synchronous copies)."""
-        import time
-
         ort = require("onnxruntime")
         feeds = self.check_feeds(feeds)
-        times = []
-        for _ in range(iters):
-            start = time.perf_counter()
+
+        def copy() -> None:
             for value in feeds.values():
-                ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), "cuda", 0)
-            times.append(time.perf_counter() - start)
-        return times
+                ort.OrtValue.ortvalue_from_numpy(value, "cuda", 0)
 
-
-def cuda_event_loop(torch: Any, run_once: Any, iters: int, warmup: int) -> list[float]:
-    """Seconds per run between CUDA events on PyTorch's current stream (ORT is bound to the same stream)."""
-    for _ in range(warmup):
-        run_once()
-    torch.cuda.synchronize()
-    stream = torch.cuda.current_stream()
-    times = []
-    for _ in range(iters):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record(stream)
-        run_once()
-        end.record(stream)
-        end.synchronize()
-        times.append(start.elapsed_time(end) / 1000.0)
-    return times
+        return time_loop(copy, lambda: None, iters, 0)

@@ -1,4 +1,4 @@
-"""TensorRT runtime adapter (TensorRT 10/11 and TensorRT-RTX), engine inspection, flavour detection.
+"""The tensorrt runtime: a serialized engine (TensorRT 10/11 and TensorRT-RTX) run on the GPU.
 
 Engines run with device buffers that are PyTorch CUDA tensors (no pycuda): set_input_shape /
 set_tensor_address / execute_async_v3 on a torch CUDA stream, timed with CUDA events, optionally replayed
@@ -9,7 +9,6 @@ Nothing heavy is imported at module import time; `status()` reads package metada
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -19,10 +18,17 @@ import numpy as np
 
 from infercc.config import Flavour
 from infercc.errors import InferccError, StageError, UsageError
-from infercc.runtimes.base import RuntimeStatus, TensorSpec
-from infercc.tensorrt.flavours import detect_flavours, not_installed_reason, select_flavour
-
-__all__ = ["BufferPool", "TensorRTRuntime", "detect_flavours", "inspect_engine", "render_engine"]
+from infercc.runtimes.base import (
+    Capability,
+    Device,
+    RuntimeBase,
+    RuntimeName,
+    RuntimeStatus,
+    TensorSpec,
+    check_feeds,
+)
+from infercc.runtimes.timing import capture_cuda_graph, cuda_event_times
+from infercc.tensorrt.flavours import not_installed_reason, select_flavour
 
 # TensorRT DataType name -> (torch dtype name, numpy dtype name)
 DTYPES = {
@@ -72,11 +78,18 @@ class BufferPool:
         self.generation += 1
 
 
-class TensorRTRuntime:
-    """Runs a serialized engine (.engine + sidecar .json) on the GPU."""
+class TensorRTRuntime(RuntimeBase):
+    """Runs a serialized engine (.engine + sidecar .json) on the GPU. `threads` is taken like every runtime's
+    and unused: the engine runs on the GPU. `cuda_graph` replays one captured execution per shape; the
+    pipeline leaves it off (bench.cuda_graph applies to the runtimes that declare Capability.CUDA_GRAPHS)."""
 
-    name: ClassVar[str] = "tensorrt"
+    name: ClassVar[str] = RuntimeName.TENSORRT
     artifact_kinds: ClassVar[tuple[str, ...]] = ("engine",)
+    device: ClassVar[Device] = Device.CUDA
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.DYNAMIC_SHAPES, Capability.FP16, Capability.BF16, Capability.INT8, Capability.CUDA_EVENTS}
+    )
+    timing: str = "cuda-events"
 
     def __init__(
         self,
@@ -84,8 +97,8 @@ class TensorRTRuntime:
         threads: int | None = None,
         cuda_graph: bool = False,
         flavour: Flavour = Flavour.auto,
-        **_: Any,
     ) -> None:
+        super().__init__()
         self.path = Path(artifact)
         self.cuda_graph = cuda_graph
         self.flavour_choice = flavour
@@ -198,12 +211,7 @@ class TensorRTRuntime:
         from infercc.tensorrt.profiles import choose_profile
 
         torch = self._torch
-        unknown, missing = sorted(set(feeds) - set(self.inputs)), sorted(set(self.inputs) - set(feeds))
-        if unknown or missing:
-            raise UsageError(
-                f"Inputs do not match {self.path.name}: unknown {unknown}, missing {missing}; "
-                f"the engine takes {', '.join(self.inputs)}."
-            )
+        feeds = check_feeds(feeds, self.io_spec()[0], self.path.name)
         shapes = {n: tuple(int(d) for d in np.shape(v)) for n, v in feeds.items()}
         profile = choose_profile(self.profiles, shapes)
         if profile != self.profile:
@@ -215,9 +223,7 @@ class TensorRTRuntime:
                     f"{self.path.name} does not accept input {name} with shape {list(shapes[name])}."
                 )
             buf = self.pool.get(name, shapes[name], DTYPES[self.dtypes[name]][0])
-            host = torch.from_numpy(
-                np.ascontiguousarray(feeds[name]).astype(DTYPES[self.dtypes[name]][1], copy=False)
-            )
+            host = torch.from_numpy(feeds[name])
             with torch.cuda.stream(self.stream):
                 buf.copy_(host, non_blocking=False)
             self.context.set_tensor_address(name, buf.data_ptr())
@@ -250,189 +256,12 @@ class TensorRTRuntime:
         """A CUDA graph of one execution (recaptured when shapes or buffers change), or plain execution."""
         if not self.cuda_graph:
             return self._execute
-        torch = self._torch
         if self._graph is None or self._graph_key != self._shapes_key:
-            self._execute()  # flush deferred shape work before capture
-            self.stream.synchronize()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, stream=self.stream):
-                self._execute()
-            self._graph, self._graph_key = graph, self._shapes_key
+            # the warm-up execution flushes TensorRT's deferred shape work before the capture
+            self._graph, _, _ = capture_cuda_graph(self._torch, self._execute, warmup=1, stream=self.stream)
+            self._graph_key = self._shapes_key
         return self._graph.replay
 
     def time_infer(self, feeds: dict[str, np.ndarray], iters: int, warmup: int) -> list[float]:
-        torch = self._torch
         self._prepare(feeds)
-        run = self._replay()
-        with torch.cuda.stream(self.stream):
-            for _ in range(warmup):
-                run()
-        self.stream.synchronize()
-        times = []
-        for _ in range(iters):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            with torch.cuda.stream(self.stream):
-                start.record(self.stream)
-                run()
-                end.record(self.stream)
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1000.0)
-        return times
-
-
-# --- inspection ------------------------------------------------------------------------------------
-
-
-def inspect_engine(path: Path) -> dict[str, Any]:
-    """Engine summary for `infercc inspect`: from the engine inspector when the engine loads here, else
-    from the network recorded in the sidecar at build time. `listing_source` says which."""
-    from infercc.tensorrt.profiles import describe_profiles, profiles_from_json
-    from infercc.tensorrt.sidecar import load_sidecar, version_problem
-
-    path = Path(path)
-    side = load_sidecar(path)
-    built = side.get("flavour", {})
-    try:
-        flavour = select_flavour(
-            Flavour.tensorrt if built.get("family", "").startswith("trt") else Flavour.tensorrt_rtx
-        )
-    except InferccError:
-        flavour = None
-    problem = version_problem(side, flavour)
-    network = side.get("network", {})
-    profiles = profiles_from_json(side.get("profiles", []))
-    info: dict[str, Any] = {
-        "path": str(path),
-        "size_bytes": path.stat().st_size,
-        "precision": side.get("precision"),
-        "flavour": built,
-        "targets": side.get("targets", {}),
-        "profiles": side.get("profiles", []),
-        "profiles_text": describe_profiles(profiles),
-        "source": side.get("source", {}),
-        "built": side.get("built"),
-        "build_s": side.get("build_s"),
-        "settings": side.get("settings", {}),
-        "header": side.get("header", {}),
-        "inputs": network.get("inputs", []),
-        "outputs": network.get("outputs", []),
-        "layers": [
-            {k: layer.get(k) for k in ("name", "type", "precision")} for layer in network.get("layers", [])
-        ],
-        "listing_source": "sidecar: the network as parsed at build time (before TensorRT's layer fusion)",
-        "loadable_here": problem is None,
-        "problem": problem,
-        "notes": side.get("notes", []),
-        "rebuild": side.get("rebuild"),
-    }
-    if problem is None:
-        try:
-            from_engine = _inspect_loaded(path)
-        except InferccError as exc:
-            info["loadable_here"] = False
-            info["problem"] = exc.message
-        else:
-            if from_engine is not None:
-                info.update(from_engine)
-    return info
-
-
-def _inspect_loaded(path: Path) -> dict[str, Any] | None:
-    """Layers and I/O from the engine inspector; None when no GPU is visible (nothing to try)."""
-    if not gpu_visible():
-        return None
-    with TensorRTRuntime(path) as rt:
-        trt, engine = rt._trt, rt.engine
-        inspector = engine.create_engine_inspector()
-        data = json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
-        layers = []
-        for layer in data.get("Layers", []):
-            if isinstance(layer, str):  # LAYER_NAMES_ONLY verbosity
-                layers.append({"name": layer, "type": "?", "precision": "?"})
-                continue
-            outs = layer.get("Outputs") or []
-            fmt = outs[0].get("Format/Datatype", "?") if outs and isinstance(outs[0], dict) else "?"
-            layers.append({"name": layer.get("Name"), "type": layer.get("LayerType"), "precision": fmt})
-        inputs, outputs = rt.io_spec()
-
-        def tensor(t: TensorSpec) -> dict[str, Any]:
-            return {"name": t.name, "dtype": t.dtype, "shape": [-1 if d is None else d for d in t.shape]}
-
-        return {
-            "inputs": [tensor(t) for t in inputs],
-            "outputs": [tensor(t) for t in outputs],
-            "layers": layers,
-            "listing_source": "engine inspector (the built engine's layers and kernels)",
-        }
-
-
-def _tally(layers: list[dict[str, Any]], key: str) -> str:
-    counts: dict[str, int] = {}
-    for layer in layers:
-        counts[str(layer.get(key))] = counts.get(str(layer.get(key)), 0) + 1
-    return ", ".join(f"{name} {n}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "-"
-
-
-def render_engine(console: Any, info: dict[str, Any], show_layers: bool = False) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    from infercc.cli.render import human_size
-
-    flavour = info.get("flavour", {})
-    console.print(
-        f"[bold]{escape(info['path'])}[/]  {human_size(info['size_bytes'])}, {info.get('precision')} engine, "
-        f"{escape(flavour.get('label') or '?')}"
-    )
-    targets = info.get("targets", {})
-    if targets.get("compute_capabilities"):
-        from infercc.tensorrt.flavours import describe_target
-
-        caps = ", ".join(describe_target(t) for t in targets["compute_capabilities"])
-        console.print(
-            f"targets: compute capability {caps}"
-            + (" (TensorRT-RTX default set)" if targets.get("default_set") else "")
-        )
-    if targets.get("gpu"):
-        console.print(
-            f"built on: {escape(str(targets['gpu']))} (compute capability "
-            f"{targets.get('gpu_compute_capability')})"
-        )
-    src = info.get("source", {})
-    console.print(
-        f"from: {escape(str(src.get('path')))} (sha256 {str(src.get('sha256'))[:12]}..), built "
-        f"{info.get('built')} "
-        f"in {info.get('build_s')} s"
-    )
-    for i, text in enumerate(info.get("profiles_text", [])):
-        console.print(f"profile {i}: {escape(text)}")
-    table = Table(show_edge=False, pad_edge=False)
-    for col in ("", "name", "dtype", "shape"):
-        table.add_column(col)
-    for kind in ("inputs", "outputs"):
-        for t in info.get(kind, []):
-            dims = "x".join("?" if d is None or d < 0 else str(d) for d in t["shape"])
-            table.add_row(kind[:-1], escape(t["name"]), str(t["dtype"]), dims or "scalar")
-    console.print(table)
-    all_layers = info.get("layers", [])
-    if show_layers:
-        layers = Table(show_edge=False, pad_edge=False, title=f"{len(all_layers)} layers")
-        for col in ("#", "name", "type", "precision"):
-            layers.add_column(col)
-        for i, layer in enumerate(all_layers):
-            layers.add_row(
-                str(i), escape(str(layer["name"]))[:80], str(layer["type"]), str(layer["precision"])
-            )
-        console.print(layers)
-    else:
-        console.print(f"{len(all_layers)} layers: {escape(_tally(all_layers, 'type'))}")
-        console.print(
-            f"  precision: {escape(_tally(all_layers, 'precision'))}  [dim](--layers lists them)[/]"
-        )
-    console.print(f"listing from: {escape(info['listing_source'])}")
-    if info.get("problem"):
-        console.print(f"[yellow]cannot load here:[/] {escape(info['problem'])}")
-        if info.get("rebuild"):
-            console.print(f"  rebuild: {escape(info['rebuild'])}")
-    for note in info.get("notes", []):
-        console.print(f"note: {escape(note)}")
+        return cuda_event_times(self._torch, self._replay(), iters, warmup, stream=self.stream)
