@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -158,6 +158,7 @@ class RunContext:
         self.events.stage_progress(stage, completed, total, detail)
 
 
+@runtime_checkable
 class Stage(Protocol):
     """One step of the pipeline.
 
