@@ -251,3 +251,16 @@ def test_every_stage_class_and_every_planned_stage_conforms(tmp_path: Path) -> N
         assert isinstance(stage, Stage), stage
         assert type(stage) in classes or type(stage).__module__ == "infercc.pipeline.stage", stage
         assert isinstance(stage.name, str) and isinstance(stage.needs, tuple), stage
+
+
+def test_every_data_source_key_has_one_registered_format() -> None:
+    from infercc.config import DataSource
+    from infercc.data.base import FORMATS, DataFormat, register_format
+
+    keys = {"folder", "images", "callable", "synthetic"}
+    assert keys <= set(DataSource.model_fields)
+    assert set(FORMATS) == keys
+    for kind, fmt in FORMATS.items():
+        assert isinstance(fmt, DataFormat) and fmt.kind == kind
+    with pytest.raises(ValueError, match="'folder' is registered twice"):
+        register_format(type("Again", (DataFormat,), {"kind": "folder"}))

@@ -7,7 +7,9 @@ import pytest
 from PIL import Image
 
 from infercc.config import DataSource, InputSpec
-from infercc.data.sources import SYNTHETIC_WARNING, ModelInputs, holdout_indices, resolve_datasets
+from infercc.data.base import ModelInputs
+from infercc.data.sources import holdout_indices, resolve_datasets
+from infercc.data.synthetic import SYNTHETIC_WARNING
 from infercc.errors import UsageError
 from infercc.shapes import ShapeRange
 

@@ -10,13 +10,27 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from infercc.data.base import DataFormat, Item, ModelInputs, register_format
 from infercc.errors import UsageError
 from infercc.fsutil import sha256_bytes
 from infercc.models.boundary import refuse_file, refuse_module, user_code
 
 if TYPE_CHECKING:
     from infercc.config import DataSource
-    from infercc.data.sources import Item
+
+
+@register_format
+class CallableData(DataFormat):
+    """`callable:` module:fn or file.py:fn; fn() yields batches as dicts of arrays."""
+
+    kind = "callable"
+
+    def items(self, source: DataSource, inputs: ModelInputs, role: str) -> tuple[list[Item], str]:
+        return items(source.callable or "", source, role)
+
+    def paths(self, source: DataSource, role: str) -> list[Path]:
+        spec = source.callable or ""
+        return [Path(spec.rsplit(":", 1)[0])] if ".py:" in spec else []
 
 
 def resolve(spec: str) -> Callable[..., Any]:
@@ -72,8 +86,6 @@ def source_fingerprint(spec: str, fn: Callable[..., Any]) -> str:
 
 def items(spec: str, source: DataSource, role: str) -> tuple[list[Item], str]:
     """Calls fn() once and keeps up to `samples` batches (so they can be split and fingerprinted)."""
-    from infercc.data.sources import Item
-
     fn = resolve(spec)
     fingerprint = source_fingerprint(spec, fn)
     try:

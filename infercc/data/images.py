@@ -10,12 +10,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from infercc.config import ImagePreprocess
+from infercc.data.base import (
+    DataFormat,
+    Feeds,
+    Item,
+    ModelInputs,
+    file_fingerprint,
+    list_files,
+    register_format,
+)
 from infercc.errors import UsageError
 from infercc.fsutil import sha256_bytes, sha256_json
 
 if TYPE_CHECKING:
     from infercc.config import DataSource
-    from infercc.data.sources import Feeds, Item, ModelInputs
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
@@ -37,9 +45,21 @@ def image_folder(value: Path | str, role: str) -> Path:
     return Path(folder)
 
 
-def items(source: DataSource, inputs: ModelInputs, role: str) -> tuple[list[Item], str]:
-    from infercc.data.sources import Item, file_fingerprint, list_files
+@register_format
+class ImageFolder(DataFormat):
+    """`images:` a folder of images (or module:fn naming one), preprocessed as declared, stacked into batches."""
 
+    kind = "images"
+    batched = True
+
+    def items(self, source: DataSource, inputs: ModelInputs, role: str) -> tuple[list[Item], str]:
+        return items(source, inputs, role)
+
+    def paths(self, source: DataSource, role: str) -> list[Path]:
+        return [image_folder(source.images or ".", role)]
+
+
+def items(source: DataSource, inputs: ModelInputs, role: str) -> tuple[list[Item], str]:
     if len(inputs.names) != 1:
         raise UsageError(
             f"An images source feeds single-input models; this one takes {', '.join(inputs.names)}.",

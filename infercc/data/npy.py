@@ -9,20 +9,39 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
+from infercc.data.base import (
+    DataFormat,
+    Feeds,
+    Item,
+    ModelInputs,
+    file_fingerprint,
+    list_files,
+    register_format,
+)
 from infercc.errors import UsageError
 from infercc.fsutil import format_bytes, open_regular_file
 from infercc.resources import check_bytes_fit
 
 if TYPE_CHECKING:
     from infercc.config import DataSource
-    from infercc.data.sources import Feeds, Item, ModelInputs
 
 SUFFIXES = {".npy", ".npz"}
 
 
-def items(folder: Path, source: DataSource, inputs: ModelInputs, role: str) -> tuple[list[Item], str]:
-    from infercc.data.sources import Item, file_fingerprint, list_files
+@register_format
+class NpyFolder(DataFormat):
+    """`folder:` a folder of .npy/.npz files, one batch per file."""
 
+    kind = "folder"
+
+    def items(self, source: DataSource, inputs: ModelInputs, role: str) -> tuple[list[Item], str]:
+        return items(Path(source.folder or "."), source, inputs, role)
+
+    def paths(self, source: DataSource, role: str) -> list[Path]:
+        return [Path(source.folder or ".")]
+
+
+def items(folder: Path, source: DataSource, inputs: ModelInputs, role: str) -> tuple[list[Item], str]:
     files = list_files(folder, SUFFIXES, source.include, ".npy/.npz files", role)[: source.samples]
     if len(inputs.names) > 1 and any(p.suffix.lower() == ".npy" for p in files):
         first = next(p for p in files if p.suffix.lower() == ".npy")

@@ -8,9 +8,8 @@ never measured on what calibrated the ranges. Every batch is checked against the
 
 from __future__ import annotations
 
-import fnmatch
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,45 +17,10 @@ from typing import Any
 import numpy as np
 
 from infercc.config import DataSource, InputSpec
+from infercc.data.base import Feeds, Item, ModelInputs, data_format
 from infercc.errors import UsageError
 from infercc.fsutil import sha256_file, sha256_json
-from infercc.shapes import ShapeRange, format_dims
-
-Feeds = dict[str, np.ndarray]
-SYNTHETIC_WARNING = (
-    "calibrating INT8 on synthetic data: the ranges (and the accuracy figures) say little about real inputs; "
-    "pass --calib with real data"
-)
-
-
-@dataclass
-class ModelInputs:
-    """What every batch must match."""
-
-    names: list[str]
-    ranges: dict[str, ShapeRange]
-    specs: dict[str, InputSpec]
-
-    def max_batch(self) -> int:
-        """Largest first-axis size every input allows (1 when an input fixes it)."""
-        sizes = [self.ranges[n].max[0] if self.ranges[n].max else 1 for n in self.names]
-        return max(1, min(sizes)) if sizes else 1
-
-    def batch_fixed(self) -> int | None:
-        for name in self.names:
-            r = self.ranges[name]
-            if r.min and r.min[0] == r.max[0]:
-                return r.min[0]
-        return None
-
-
-@dataclass
-class Item:
-    """One unit of a source: loads to a list of samples (each a Feeds of batch 1 or more)."""
-
-    key: str  # file name or batch index
-    load: Callable[[], list[Feeds]]
-    fingerprint: str = ""
+from infercc.shapes import format_dims
 
 
 @dataclass
@@ -222,27 +186,18 @@ def _require_finite(value: np.ndarray, name: str, where: str) -> None:
 
 def open_source(source: DataSource, inputs: ModelInputs, role: str) -> Dataset:
     """The dataset a DataSource describes (nothing is loaded yet; files are listed and fingerprinted)."""
-    from infercc.data import callable as callable_source
-    from infercc.data import images, npy
-
-    match source.kind:
-        case "folder":
-            items, description = npy.items(Path(source.folder or "."), source, inputs, role)
-        case "images":
-            items, description = images.items(source, inputs, role)
-        case "callable":
-            items, description = callable_source.items(source.callable or "", source, role)
-        case _:
-            items, description = synthetic_items(source, inputs)
+    fmt = data_format(source)
+    items, description = fmt.items(source, inputs, role)
     batch = source.batch_size or (inputs.batch_fixed() or min(inputs.max_batch(), 8))
     dataset = Dataset(
         role=role,
-        kind=source.kind,
+        kind=fmt.kind,
         description=description,
         items=items,
         inputs=inputs,
         fingerprint="",
-        batch_size=batch if source.kind in ("images",) else 1,
+        batch_size=batch if fmt.batched else 1,
+        warnings=fmt.warnings(role),
     )
     if source.labels is not None:
         labels = read_labels(Path(source.labels))
@@ -254,10 +209,6 @@ def open_source(source: DataSource, inputs: ModelInputs, role: str) -> Dataset:
                 )
             labels = {item.key: label for item, label in zip(items, labels, strict=True)}
         dataset.labels = labels
-    if source.kind == "synthetic":
-        dataset.warnings.append(
-            SYNTHETIC_WARNING if role == "calibration" else "evaluating on synthetic data"
-        )
     return dataset
 
 
@@ -351,7 +302,7 @@ def resolve_datasets(
     if evaluation is not None:
         evaluate = open_source(evaluation, inputs, "evaluation")
         _finish(evaluate, evaluation, {})
-    elif calib.kind == "synthetic":
+    elif data_format(calib_source).seeded:
         eval_source = calib_source.model_copy(update={"seed": calib_source.seed + 10_007})
         evaluate = open_source(eval_source, inputs, "evaluation")
         _finish(evaluate, eval_source, {})
@@ -422,67 +373,12 @@ def read_labels(path: Path) -> dict[str, Any] | list[int]:
         raise UsageError(f"Labels file {path}: every line must start with a class index.") from None
 
 
-def synthetic_items(source: DataSource, inputs: ModelInputs) -> tuple[list[Item], str]:
-    """`samples` seeded feeds at the opt shapes, values within each input's declared low..high."""
-    from infercc.data.synthetic import synthetic_feed
-
-    shapes = {n: inputs.ranges[n].opt for n in inputs.names}
-
-    def loader(i: int) -> Callable[[], list[Feeds]]:
-        return lambda: [synthetic_feed(inputs.names, shapes, inputs.specs, seed=source.seed * 100_003 + i)]
-
-    spec = {n: (inputs.specs.get(n) or InputSpec()).model_dump(mode="json") for n in inputs.names}
-    fingerprint = sha256_json({"shapes": shapes, "specs": spec, "seed": source.seed})
-    items = [Item(f"synthetic batch {i}", loader(i), f"{fingerprint}:{i}") for i in range(source.samples)]
-    shown = ", ".join(f"{n}:{format_dims(s)}" for n, s in shapes.items())
-    return items, f"{source.samples} seeded synthetic batches ({shown}, seed {source.seed})"
-
-
-def list_files(folder: Path, suffixes: set[str], include: list[str], what: str, role: str) -> list[Path]:
-    """Sorted files of `folder` with one of `suffixes`, filtered by `include` globs; clear errors otherwise."""
-    flag = "--calib" if role == "calibration" else "--eval"
-    if not folder.exists():
-        raise UsageError(
-            f"The {role} folder {folder} does not exist.", hint=f"Pass an existing folder to {flag}."
-        )
-    if not folder.is_dir():
-        raise UsageError(f"The {role} source {folder} is not a folder.", hint=f"Pass a folder to {flag}.")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
-    if include:
-        files = [p for p in files if any(fnmatch.fnmatch(p.name, pat) for pat in include)]
-        missing = [
-            pat for pat in include if not any(c in pat for c in "*?[") and not (folder / pat).is_file()
-        ]
-        if missing:
-            raise UsageError(
-                f"{role} include: {', '.join(missing)} not found in {folder}.", hint="Fix `include`."
-            )
-    if not files:
-        raise UsageError(
-            f"The {role} folder {folder} holds no {what} ({', '.join(sorted(suffixes))})"
-            + (f" matching {', '.join(include)}" if include else "")
-            + ".",
-            hint=f"Put {what} in it, or pass another folder to {flag}.",
-        )
-    return files
-
-
 def source_paths(source: DataSource | None, role: str) -> list[Path]:
     """The files and folders a data source reads (folder, images, a file.py callable, labels), for the
     keys of the stages that read it: the runner hashes them by content (Stage.deps)."""
     if source is None:
         return []
-    paths = [Path(source.folder)] if source.folder else []
-    if source.images:
-        from infercc.data.images import image_folder
-
-        paths.append(image_folder(source.images, role))
-    if source.callable and ".py:" in source.callable:
-        paths.append(Path(source.callable.rsplit(":", 1)[0]))
+    paths = data_format(source).paths(source, role)
     if source.labels:
         paths.append(Path(source.labels))
     return paths
-
-
-def file_fingerprint(path: Path) -> str:
-    return sha256_file(path)

@@ -189,7 +189,8 @@ def calibration_samples(ctx: Any, shapes: Mapping[str, Shape]) -> Iterable[Mappi
             for i in range(source.samples)
         )
     try:  # the calibration readers of the quantize stage (folder / images / callable)
-        from infercc.data.sources import ModelInputs, open_source
+        from infercc.data.base import ModelInputs
+        from infercc.data.sources import open_source
     except ImportError:
         raise UsageError(
             "This infercc has no calibration-data readers; only --calib synthetic works with the implicit "
