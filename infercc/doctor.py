@@ -96,10 +96,8 @@ def _gpus() -> list[str]:
 
 
 def _tensorrt_flavours() -> list[dict[str, Any]]:
-    try:
-        from infercc.tensorrt.runtime import detect_flavours
-    except ImportError:
-        return []
+    from infercc.tensorrt.flavours import detect_flavours  # reads package metadata; imports no TensorRT
+
     return detect_flavours()
 
 
