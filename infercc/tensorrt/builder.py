@@ -172,27 +172,27 @@ def describe_network(trt: Any, network: Any) -> dict[str, Any]:
     }
 
 
-def build_engine(
-    flavour: FlavourInfo, onnx_path: Path, engine_path: Path, request: BuildRequest
-) -> BuildResult:
-    """Parse, configure, build and write the engine atomically. Raises UsageError/StageError with hints."""
-    check_request(flavour, request)
-    trt = flavour.load()
-    caps, label = flavour.caps, flavour.label
-    logger = capture_logger(trt)
-    notes: list[str] = []
-    builder = trt.Builder(logger)
+def _parse(
+    trt: Any, builder: Any, flavour: FlavourInfo, onnx_path: Path, request: BuildRequest
+) -> tuple[Any, dict[str, Any]]:
+    """The parsed network (strongly typed unless builder precision flags are asked for) and its description."""
     weakly_typed = request.builder_fp16 or request.calibration is not None
     flags = 0
-    if caps.strong_typing_opt_in and not weakly_typed:
+    if flavour.caps.strong_typing_opt_in and not weakly_typed:
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network, _parser = parse_network(trt, builder, onnx_path, flags, label)
+    network, _parser = parse_network(trt, builder, onnx_path, flags, flavour.label)
     info = describe_network(trt, network)
     info["typing"] = (
         "weak (builder precision flags)" if weakly_typed else "strong (precision from the ONNX graph)"
     )
+    return network, info
 
-    config = builder.create_builder_config()
+
+def _configure(
+    trt: Any, config: Any, logger: Any, flavour: FlavourInfo, request: BuildRequest, notes: list[str]
+) -> dict[str, Any]:
+    """Set the builder config from the request; returns the targets the engine is built for."""
+    caps, label = flavour.caps, flavour.label
     with contextlib.suppress(AttributeError):
         config.profiling_verbosity = (
             trt.ProfilingVerbosity.DETAILED
@@ -225,7 +225,13 @@ def build_engine(
     if request.builder_fp16:
         config.set_flag(trt.BuilderFlag.FP16)
         notes.append("FP16 by builder flag on the FP32 graph (TensorRT picks FP16 kernels where faster)")
+    return targets
 
+
+def _add_profiles(
+    builder: Any, config: Any, logger: Any, request: BuildRequest, info: dict[str, Any], label: str
+) -> tuple[list[Profile], list[Any]]:
+    """The request's profiles fitted to the network, added to the config (a rejected one is exit 2)."""
     network_inputs = {t["name"]: t["shape"] for t in info["inputs"]}
     profiles = fit_to_network(request.profiles, network_inputs)
     trt_profiles = []
@@ -242,6 +248,23 @@ def build_engine(
                 hint="Each profile needs min <= opt <= max for every dynamic input.",
             )
         trt_profiles.append(prof)
+    return profiles, trt_profiles
+
+
+def build_engine(
+    flavour: FlavourInfo, onnx_path: Path, engine_path: Path, request: BuildRequest
+) -> BuildResult:
+    """Parse, configure, build and write the engine atomically. Raises UsageError/StageError with hints."""
+    check_request(flavour, request)
+    trt = flavour.load()
+    caps, label = flavour.caps, flavour.label
+    logger = capture_logger(trt)
+    notes: list[str] = []
+    builder = trt.Builder(logger)
+    network, info = _parse(trt, builder, flavour, onnx_path, request)
+    config = builder.create_builder_config()
+    targets = _configure(trt, config, logger, flavour, request, notes)
+    profiles, trt_profiles = _add_profiles(builder, config, logger, request, info, label)
 
     if request.calibration is not None:
         config.set_flag(trt.BuilderFlag.INT8)
