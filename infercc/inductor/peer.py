@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from infercc.errors import MissingRuntimeError, StageError
+from infercc.errors import StageError
 from infercc.inductor.child import ChildSession
-from infercc.lazy import is_installed, version_of
 from infercc.runtimes.base import Capability, Device, RuntimeBase, RuntimeName, RuntimeStatus, TensorSpec
+from infercc.runtimes.torch_ref import require_cuda, torch_status
 
 PEER_SETTINGS = {Device.CPU: ("default", "float32"), Device.CUDA: ("reduce-overhead", "float16")}
 
@@ -49,11 +49,10 @@ class TorchCompileCPU(RuntimeBase):
 
     @classmethod
     def status(cls) -> RuntimeStatus:
-        if not is_installed("torch"):
-            return RuntimeStatus(cls.name, False, "torch is not installed: pip install torch")
-        return RuntimeStatus(cls.name, True, version=version_of("torch"))
+        return torch_status(cls.name, cls.device)
 
     def __enter__(self) -> TorchCompileCPU:
+        require_cuda(self.device)
         self.session = ChildSession(f"torch.compile ({self.mode}) on {self.device}")
         try:
             self.session.open(
@@ -122,24 +121,3 @@ class TorchCompileCUDA(TorchCompileCPU):
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.PEER, Capability.CHILD_PROCESS, Capability.CUDA_EVENTS}
     )
-
-    @classmethod
-    def status(cls) -> RuntimeStatus:
-        if not is_installed("torch"):
-            return RuntimeStatus(cls.name, False, "torch is not installed")
-        from infercc.lazy import require
-
-        torch = require("torch")
-        if not torch.cuda.is_available():
-            return RuntimeStatus(cls.name, False, "no CUDA device visible to PyTorch", version_of("torch"))
-        return RuntimeStatus(cls.name, True, version=version_of("torch"))
-
-    def __enter__(self) -> TorchCompileCUDA:
-        from infercc.lazy import require
-
-        if not require("torch").cuda.is_available():
-            raise MissingRuntimeError(
-                "PyTorch sees no CUDA device.", hint="Run on a machine with an NVIDIA GPU."
-            )
-        super().__enter__()
-        return self

@@ -25,6 +25,7 @@ from infercc.runtimes.base import (
     TensorSpec,
     check_feeds,
 )
+from infercc.runtimes.torch_ref import torch_status
 
 
 def _torch_at_least(minimum: str) -> bool:
@@ -58,15 +59,13 @@ class InductorCPU(RuntimeBase):
     def status(cls) -> RuntimeStatus:
         from infercc.inductor.api import MIN_TORCH
 
-        if not is_installed("torch"):
-            return RuntimeStatus(cls.name, False, "torch is not installed: pip install torch")
-        if not _torch_at_least(MIN_TORCH):
+        if is_installed("torch") and not _torch_at_least(MIN_TORCH):
             return RuntimeStatus(
                 cls.name,
                 False,
                 f"AOTInductor packages need torch >= {MIN_TORCH}: pip install 'torch>={MIN_TORCH}'",
             )
-        return RuntimeStatus(cls.name, True, version=version_of("torch"))
+        return torch_status(cls.name, cls.device)
 
     def __enter__(self) -> InductorCPU:
         from infercc.inductor.package import incompatibility, read_sidecar
@@ -150,17 +149,3 @@ class InductorCUDA(InductorCPU):
             Capability.CUDA_GRAPHS,
         }
     )
-
-    @classmethod
-    def status(cls) -> RuntimeStatus:
-        base = InductorCPU.status()
-        if not base.available:
-            return RuntimeStatus(cls.name, False, base.reason)
-        from infercc.lazy import require
-
-        torch = require("torch")
-        if not torch.cuda.is_available():
-            return RuntimeStatus(cls.name, False, "no CUDA device visible to PyTorch", version_of("torch"))
-        return RuntimeStatus(
-            cls.name, True, version=version_of("torch"), details={"gpu": torch.cuda.get_device_name(0)}
-        )

@@ -13,6 +13,26 @@ from infercc.runtimes.base import Capability, Device, RuntimeBase, RuntimeName, 
 from infercc.runtimes.timing import cuda_event_times, time_loop
 
 
+def torch_status(name: str, device: Device) -> RuntimeStatus:
+    """Whether PyTorch is installed and, for CUDA, sees a GPU (the status of every runtime that runs on torch)."""
+    if not is_installed("torch"):
+        return RuntimeStatus(name, False, "torch is not installed: pip install torch")
+    if device is Device.CPU:
+        return RuntimeStatus(name, True, version=version_of("torch"))
+    torch = require("torch")
+    if not torch.cuda.is_available():
+        return RuntimeStatus(name, False, "no CUDA device visible to PyTorch", version_of("torch"))
+    return RuntimeStatus(
+        name, True, version=version_of("torch"), details={"gpu": torch.cuda.get_device_name(0)}
+    )
+
+
+def require_cuda(device: Device) -> None:
+    """On CUDA, a GPU PyTorch can see, else exit 3."""
+    if device is Device.CUDA and not require("torch").cuda.is_available():
+        raise MissingRuntimeError("PyTorch sees no CUDA device.", hint="Run on a machine with an NVIDIA GPU.")
+
+
 class TorchCPU(RuntimeBase):
     """Runs an nn.Module in eager mode. `artifact` is the module; inputs are passed positionally in `input_names` order."""
 
@@ -36,11 +56,10 @@ class TorchCPU(RuntimeBase):
 
     @classmethod
     def status(cls) -> RuntimeStatus:
-        if not is_installed("torch"):
-            return RuntimeStatus(cls.name, False, "torch is not installed: pip install torch")
-        return RuntimeStatus(cls.name, True, version=version_of("torch"))
+        return torch_status(cls.name, cls.device)
 
     def __enter__(self) -> TorchCPU:
+        require_cuda(self.device)
         torch = require("torch")
         if self.threads:
             self._saved_threads = torch.get_num_threads()
@@ -97,25 +116,6 @@ class TorchCUDA(TorchCPU):
     device: ClassVar[Device] = Device.CUDA
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.CUDA_EVENTS, Capability.H2D_TIMING})
     timing: str = "cuda-events"
-
-    @classmethod
-    def status(cls) -> RuntimeStatus:
-        if not is_installed("torch"):
-            return RuntimeStatus(cls.name, False, "torch is not installed")
-        torch = require("torch")
-        if not torch.cuda.is_available():
-            return RuntimeStatus(cls.name, False, "no CUDA device visible to PyTorch", version_of("torch"))
-        return RuntimeStatus(
-            cls.name, True, version=version_of("torch"), details={"gpu": torch.cuda.get_device_name(0)}
-        )
-
-    def __enter__(self) -> TorchCUDA:
-        if not require("torch").cuda.is_available():
-            raise MissingRuntimeError(
-                "PyTorch sees no CUDA device.", hint="Run on a machine with an NVIDIA GPU."
-            )
-        super().__enter__()
-        return self
 
     def device_memory(self) -> int | None:
         torch = require("torch")
