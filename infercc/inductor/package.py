@@ -8,7 +8,6 @@ refused on load with that command instead of crashing.
 
 from __future__ import annotations
 
-import json
 import platform
 import shutil
 import subprocess
@@ -19,18 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infercc.errors import StageError, UsageError
+from infercc.errors import StageError
 from infercc.fsutil import atomic_path, temp_prefix
+from infercc.sidecar import read_sidecar_json
 
 SCHEMA = "infercc.inductor-package/1"
 
 
 def package_filename(precision: str) -> str:
     return f"model.{precision}.inductor.pt2"
-
-
-def sidecar_path(package: Path) -> Path:
-    return Path(package).with_suffix(".json")
 
 
 def device_identity(device: str) -> dict[str, Any]:
@@ -129,21 +125,9 @@ def _autotuned(torch: Any, program: Any, workdir: Path, built: Path, budget_s: f
 
 
 def read_sidecar(package: Path) -> dict[str, Any]:
-    side = sidecar_path(package)
-    if not side.is_file():
-        raise UsageError(
-            f"{Path(package).name} has no sidecar ({side.name}), so infercc cannot tell where it runs.",
-            hint="Keep the .json written beside each package, or rebuild: infercc compile ... --target inductor --force",
-        )
-    try:
-        data = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UsageError(
-            f"Sidecar {side} is not readable JSON ({exc}).", hint="Rebuild with --force."
-        ) from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise UsageError(f"{side} is not an infercc inductor sidecar (schema {SCHEMA}).")
-    return data
+    return read_sidecar_json(
+        package, SCHEMA, "package", "where it runs", "infercc compile ... --target inductor --force"
+    )
 
 
 def incompatibility(sidecar: dict[str, Any], device: str) -> str | None:

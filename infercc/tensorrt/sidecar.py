@@ -8,13 +8,13 @@ that rebuilds the engine, never a bare failure.
 
 from __future__ import annotations
 
-import json
 import struct
 from pathlib import Path
 from typing import Any
 
 from infercc.errors import MissingRuntimeError, UsageError
 from infercc.fsutil import sha256_file
+from infercc.sidecar import read_sidecar_json
 from infercc.tensorrt.flavours import RTX_TARGETS, FlavourInfo, describe_target
 
 SCHEMA = "infercc.engine/1"
@@ -23,10 +23,6 @@ RTX_HEADER_SIZE = 64
 # TensorRT-RTX 1.x plan header, compute-capability bitmask (observed with 1.7; undocumented).
 _CC_BITS = {1: "SM75", 2: "SM80", 4: "SM86", 8: "SM89", 16: "SM120", 32: "SM121"}
 RTX_DEFAULT_TARGETS = ["SM80", "SM86", "SM89", "SM120", "SM121"]
-
-
-def sidecar_path(engine: Path) -> Path:
-    return Path(engine).with_suffix(".json")
 
 
 def read_header(data: bytes) -> dict[str, Any]:
@@ -57,21 +53,9 @@ def load_sidecar(engine: Path) -> dict[str, Any]:
     engine = Path(engine)
     if not engine.is_file():
         raise UsageError(f"Engine {engine} does not exist.")
-    side = sidecar_path(engine)
-    if not side.is_file():
-        raise UsageError(
-            f"{engine.name} has no sidecar ({side.name}), so infercc cannot tell how it was built.",
-            hint="Keep the .json written beside each engine, or rebuild: infercc build ... --target "
-            "tensorrt --force",
-        )
-    try:
-        data = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UsageError(
-            f"Sidecar {side} is not readable JSON ({exc}).", hint="Rebuild the engine with --force."
-        ) from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise UsageError(f"{side} is not an infercc engine sidecar (schema {SCHEMA}).")
+    data = read_sidecar_json(
+        engine, SCHEMA, "engine", "how it was built", "infercc build ... --target tensorrt --force"
+    )
     size = engine.stat().st_size
     expected = int(data.get("engine_bytes") or 0)
     header = read_header_file(engine)
