@@ -83,10 +83,22 @@ def fuse(model: Any, fusers: list[Fuser]) -> tuple[Any, FusionReport]:
     return current, report
 
 
+def named_dims(model: Any) -> Any:
+    """The model with every intermediate shape written in terms of its inputs' dimensions (ONNX Runtime's
+    symbolic shape inference). ONNX's own inference gives each `-1` of a Reshape a fresh unknown name, so with
+    a dynamic batch the query, key and value of one attention no longer share their batch dimension and the
+    attention rules (which check that they do) match nothing. Best effort: the model unchanged if it fails."""
+    try:
+        symbolic = require("onnxruntime.tools.symbolic_shape_infer", "graph fusion")
+        return symbolic.SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=False)
+    except Exception:
+        return model
+
+
 def _onnxscript(model: Any) -> tuple[Any, dict[str, int]]:
     ir = require("onnx_ir", "graph fusion (pip install onnxscript)")
     ort_fusions = require("onnxscript.rewriter.ort_fusions", "graph fusion (pip install onnxscript)")
-    irmodel = ir.from_proto(model)
+    irmodel = ir.from_proto(named_dims(model))
     irmodel, counts = ort_fusions.optimize_for_ort(irmodel)
     return ir.to_proto(irmodel), dict(counts)
 

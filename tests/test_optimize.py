@@ -69,3 +69,34 @@ def test_a_fused_graph_is_verified_only_on_onnx_runtime(tmp_path, cli):
     pairs = {(r["artifact"], r["runtime"]) for r in manifest(out)["stages"]["verify"]["metrics"]["results"]}
     assert {("fp32-ort", "onnxruntime-cpu"), ("fp16", "onnxruntime-cpu"), ("fp32", "openvino-cpu")} <= pairs
     assert ("fp32-ort", "openvino-cpu") not in pairs and ("fp16", "openvino-cpu") not in pairs
+
+
+def test_attention_is_fused_with_a_dynamic_batch(tmp_path, cli):
+    """With a dynamic batch the simplified export reshapes through -1 dimensions, which ONNX's shape inference
+    leaves as unrelated unknowns; named from the inputs' dimensions, query, key and value share their batch
+    again and attention fuses. The fused graph keeps its dynamic batch: it runs and matches at 1, 2 and 4."""
+    out = tmp_path / "out"
+    shapes = ["--min-shape", "input_ids:1x16,attention_mask:1x16", "--opt-shape"]
+    shapes += ["input_ids:2x16,attention_mask:2x16", "--max-shape", "input_ids:4x16,attention_mask:4x16"]
+    result = cli(
+        "quantize",
+        "-m",
+        zoo("bert_block.py:bert_block"),
+        *TOKENS[2:],
+        *shapes,
+        "-o",
+        out,
+        "--precision",
+        "fp32",
+    )
+    assert result.code == 0, result.text
+    metrics = manifest(out)["stages"]["optimize-ort"]["metrics"]
+    assert metrics["fused_ops"]["MultiHeadAttention"] == 2 and "Softmax" not in metrics["left"]
+    points = metrics["parity"]
+    assert set(points) == {"min", "opt", "max"}
+    assert all(o["passed"] for shape in points.values() for o in shape.values())
+    session = ort.InferenceSession(str(out / "model.fp32.ort.onnx"), providers=["CPUExecutionProvider"])
+    for name, (feeds, expected) in load_reference(out / "reference.npz").items():
+        (value,) = session.run(None, feeds)
+        assert value.shape[0] == feeds["input_ids"].shape[0], name
+        np.testing.assert_allclose(value, next(iter(expected.values())), atol=1e-4, rtol=1e-3)
