@@ -34,6 +34,27 @@ _ORT_TYPES = {
 }
 
 
+# ONNX Runtime's CPU layout pass (NCHWc blocking) segfaults while building the session of FP16 graphs with a
+# dynamic batch (ONNX Runtime 1.31 and 1.32; seen on ViT-B/16 and a two-block ViT): off for graphs with FP16
+# tensors, where the CPU provider computes the convolutions in FP32 behind Casts anyway.
+FP16_DISABLED_OPTIMIZERS = ("NchwcTransformer",)
+
+
+def disabled_optimizers(path: Path) -> list[str]:
+    """The graph optimizers to turn off for this file (FP16_DISABLED_OPTIMIZERS when it holds FP16 tensors)."""
+    from infercc.onnxutil import load_onnx
+
+    try:
+        graph = load_onnx(path, with_data=False).graph
+    except Exception:
+        return []  # unreadable: ONNX Runtime's own load says why
+    fp16 = 10  # onnx.TensorProto.FLOAT16
+    holds_fp16 = any(t.data_type == fp16 for t in graph.initializer) or any(
+        v.type.tensor_type.elem_type == fp16 for v in [*graph.input, *graph.output]
+    )
+    return list(FP16_DISABLED_OPTIMIZERS) if holds_fp16 else []
+
+
 class OrtCPU(RuntimeBase):
     """ONNX Runtime with the CPU execution provider."""
 
@@ -78,7 +99,10 @@ class OrtCPU(RuntimeBase):
             )
         try:
             self.session = ort.InferenceSession(
-                str(self.path), sess_options=self._session_options(), providers=self.providers
+                str(self.path),
+                sess_options=self._session_options(),
+                providers=self.providers,
+                disabled_optimizers=disabled_optimizers(self.path),
             )
         except Exception as exc:
             raise explain_ort_error(exc, self.path) from exc

@@ -210,10 +210,30 @@ def load_failures(path: Path, runtimes: list[str], feed: dict[str, np.ndarray]) 
     from infercc.runtimes.isolation import load_check
 
     return [
-        {"runtime": c.runtime, "error": c.reason, "raw": c.reason, "crashed": c.crashed}
+        {"runtime": c.runtime, "error": load_reason(c.reason, path), "raw": c.reason, "crashed": c.crashed}
         for c in load_check(path, runtimes, feed)
         if not c.ok and not c.skipped
     ]
+
+
+# ONNX Runtime's framing around the reason: status code, the file it loaded, "This is an invalid model."
+_ORT_FRAMING = (
+    r"\[ONNXRuntimeError\] : \d+ : \w+ : ",
+    r"Load model from \S+ failed:",
+    r"This is an invalid model\.\s*",
+    r"ONNX Runtime failed at node '[^']*' on \S+: ",
+    r"\S+ failed on \S+: ",
+)
+
+
+def load_reason(text: str, path: Path) -> str:
+    """ONNX Runtime's reason for refusing a graph without its framing, and without the temporary file's name
+    (the graph under test is written under a temporary name until it passes), e.g. "Type Error: Type
+    'tensor(float16)' of input parameter (x) of operator (Celu) in node (node_celu) is invalid."""
+    reason = text.replace(str(path), path.name)
+    for pattern in _ORT_FRAMING:
+        reason = re.sub(pattern, "", reason)
+    return re.sub(r"\.infercc-tmp-\d+-(\S+?)\.[A-Za-z0-9_]+\b", r"\1", reason).strip() or text
 
 
 _NODE_PATTERNS = (

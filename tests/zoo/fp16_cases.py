@@ -74,3 +74,20 @@ def reduce_mean() -> nn.Module:
 
 def layer_norm() -> nn.Module:
     return _seeded(LayerNormGelu)
+
+
+class CeluHead(nn.Module):
+    """ONNX's Celu is defined for float32 only: its FP16 form is a graph ONNX Runtime refuses to load."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 16)
+        self.act = nn.CELU()
+        self.head = nn.Linear(16, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.act(self.fc(x)))
+
+
+def celu_head() -> nn.Module:
+    return _seeded(CeluHead)
