@@ -41,10 +41,17 @@ LOAD = {
         out = r.run([torch.ones(2, 16, device=DEV)])
         print("OUT", float(out[0].float().sum()))
     """,
+    # the package loader itself, with an explicit device index (-1: the package's own; 0: the first device)
+    "loader-index-0": """
+        import torch
+        r = torch._C._aoti.AOTIModelPackageLoader(PKG, "model", False, 1, 0)
+        out = r.run([torch.ones(2, 16, device=DEV)])
+        print("OUT", float(out[0].float().sum()))
+    """,
 }
 
 
-def compile_package(device: str, folder: Path) -> Path:
+def compile_package(device: str, folder: Path, configs: dict | None = None, tag: str = "") -> Path:
     import torch
 
     model = (
@@ -54,7 +61,9 @@ def compile_package(device: str, folder: Path) -> Path:
     )
     program = torch.export.export(model, (torch.ones(2, 16, device=device),))
     return Path(
-        torch._inductor.aoti_compile_and_package(program, package_path=str(folder / f"tiny_{device}.pt2"))
+        torch._inductor.aoti_compile_and_package(
+            program, package_path=str(folder / f"tiny_{device}{tag}.pt2"), inductor_configs=configs or {}
+        )
     )
 
 
@@ -86,22 +95,43 @@ def probe(name: str, code: str, device: str, package: Path, so: Path, env: dict[
     }
 
 
+def debugger() -> str | None:
+    """gdb, or cuda-gdb (the GPU image has no gdb; cuda-gdb debugs host-only programs too)."""
+    return shutil.which("gdb") or shutil.which("cuda-gdb")
+
+
 def backtrace(device: str, package: Path, so: Path) -> dict:
-    """The native stack of the crash (gdb), when the documented load path crashes."""
+    """The native stack of the crash, when the documented load path crashes."""
     script = Path(f"/tmp/aoti_probe/load_{device}.py")
     script.write_text(
         f"PKG = {str(package)!r}\nSO = {str(so)!r}\nDEV = {device!r}\n" + textwrap.dedent(LOAD["package"])
     )
     run = subprocess.run(
-        ["gdb", "-batch", "-ex", "run", "-ex", "bt 25", "--args", sys.executable, str(script)],
+        [
+            str(debugger()),
+            "-batch",
+            "-ex",
+            "set pagination off",
+            "-ex",
+            "run",
+            "-ex",
+            "bt 30",
+            "-ex",
+            "info sharedlibrary",
+            "--args",
+            sys.executable,
+            str(script),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
-    lines = [ln for ln in run.stdout.splitlines() if ln.startswith("#") or "SIG" in ln]
+    text = run.stdout + run.stderr
+    lines = [ln for ln in text.splitlines() if ln.startswith("#") or "SIG" in ln or "aoti" in ln.lower()]
+    Path(f"/tmp/aoti_probe/gdb_{device}.log").write_text(text)
     return {
-        "probe": "gdb-backtrace",
+        "probe": f"{Path(str(debugger())).name}-backtrace",
         "device": device,
         "returncode": run.returncode,
         "ok": False,
@@ -123,7 +153,7 @@ def environment(so_paths: list[Path]) -> dict:
             shutil.which("g++")
             and subprocess.run(["g++", "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
         ),
-        "gdb": shutil.which("gdb"),
+        "debugger": debugger(),
         "tmp": subprocess.run(
             ["sh", "-c", "mount | grep -E ' /tmp | / ' | head -3"], capture_output=True, text=True
         ).stdout.strip(),
@@ -146,7 +176,7 @@ def main(out: Path) -> None:
     work = Path("/tmp/aoti_probe")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = os.environ.get("PROBE_DEVICES", "cpu,cuda" if torch.cuda.is_available() else "cpu").split(",")
     results, sos = [], []
     gomp = subprocess.run(
         ["sh", "-c", "ldconfig -p | grep -m1 'libgomp.so.1 ' | awk '{print $NF}'"],
@@ -166,9 +196,17 @@ def main(out: Path) -> None:
         crashed = next(
             (r for r in results if r["device"] == device and r["probe"] == "package" and not r["ok"]), None
         )
-        if crashed and shutil.which("gdb"):
+        if crashed and debugger():
             results.append(backtrace(device, package, so))
             print("\n".join(results[-1]["tail"]), flush=True)
+        if (
+            crashed
+        ):  # one workaround: weights outside the .so (the container loads constants when it is created)
+            apart = compile_package(device, work, {"aot_inductor.package_constants_in_so": False}, "_apart")
+            results.append(
+                probe("constants-apart", LOAD["package"], device, apart, extract_so(apart, work), {})
+            )
+            print(json.dumps(results[-1])[:600], flush=True)
     report = {"environment": environment(sos), "results": results}
     (out / "aoti_probe.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report["environment"], indent=1)[:3000])
