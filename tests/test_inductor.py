@@ -213,6 +213,32 @@ def test_model_torch_export_cannot_handle_exits_4_and_onnx_targets_still_finish(
     assert report["status"] == "failed" and report["verify"]["passed"]
 
 
+def test_max_autotune_over_its_budget_falls_back_to_the_default_mode(tmp_path):
+    """build.inductor_autotune_s: a max-autotune compile that outlasts its budget is stopped, the package is
+    compiled in the default mode instead, the note says so, and the package it writes loads and matches eager."""
+    import time
+
+    import torch
+
+    from infercc.inductor.package import compile_package
+    from tests.zoo.inductor_cases import tiny_mlp
+
+    model = tiny_mlp().eval()
+    x = torch.randn(2, 16)
+    program = torch.export.export(model, (x,))
+    started = time.perf_counter()
+    result = compile_package(program, tmp_path / "model.fp32.inductor.pt2", autotune_s=1.0)
+    assert time.perf_counter() - started < 600
+    assert result.mode == "default"
+    assert result.notes == [
+        "max-autotune did not finish within build.inductor_autotune_s (1 s): stopped it and compiled in the "
+        "default mode"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.fp32.inductor.pt2"]  # no work folder left
+    loaded = torch._inductor.aoti_load_package(str(tmp_path / "model.fp32.inductor.pt2"))
+    torch.testing.assert_close(loaded(x), model(x), atol=1e-5, rtol=1e-5)
+
+
 def test_torch_without_the_aoti_api_exits_3_naming_the_version(cli, tmp_path, monkeypatch):
     import torch._inductor
 
@@ -244,29 +270,3 @@ def test_peer_compile_time_is_bounded(tmp_path):
     bounded = pytest.raises(StageError, match=r"did not finish compiling within 0.5 s.*bench.peer_compile_s")
     with get_runtime("torch-compile-cpu", None, compile_budget_s=0.5, **options) as peer, bounded:
         peer.time_infer({"x": np.ones((2, 16), np.float32)}, 3, 1)
-
-
-def test_max_autotune_over_its_budget_falls_back_to_the_default_mode(tmp_path):
-    """build.inductor_autotune_s: a max-autotune compile that outlasts its budget is stopped, the package is
-    compiled in the default mode instead, the note says so, and the package it writes loads and matches eager."""
-    import time
-
-    import torch
-
-    from infercc.inductor.package import compile_package
-    from tests.zoo.inductor_cases import tiny_mlp
-
-    model = tiny_mlp().eval()
-    x = torch.randn(2, 16)
-    program = torch.export.export(model, (x,))
-    started = time.perf_counter()
-    result = compile_package(program, tmp_path / "model.fp32.inductor.pt2", autotune_s=1.0)
-    assert time.perf_counter() - started < 600
-    assert result.mode == "default"
-    assert result.notes == [
-        "max-autotune did not finish within build.inductor_autotune_s (1 s): stopped it and compiled in the "
-        "default mode"
-    ]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.fp32.inductor.pt2"]  # no work folder left
-    loaded = torch._inductor.aoti_load_package(str(tmp_path / "model.fp32.inductor.pt2"))
-    torch.testing.assert_close(loaded(x), model(x), atol=1e-5, rtol=1e-5)
