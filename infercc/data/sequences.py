@@ -208,24 +208,6 @@ def bind_teacher(datasets: tuple[Any, ...], teacher: Path, threads: int | None) 
             dataset.teacher, dataset.threads = teacher, threads
 
 
-def run_sequences(path: Path, dataset: SequenceDataset, threads: int | None, runtime: str) -> Any:
-    """quantization.accuracy.run_model over sequences: the model at `path` runs every sequence from its initial
-    state, each step fed the state it produced at the step before (in a child process, as run_model does)."""
-    from infercc.quantization.accuracy import Outputs
-    from infercc.runtimes.isolation import IsolatedRuntime
-    from infercc.sequences import stack_steps
-
-    collected: dict[str, list[np.ndarray]] = {}
-    feeds: list[Feeds] = []
-    with IsolatedRuntime(runtime, path, threads=threads) as session:
-        for sequence in dataset.sequences():
-            outputs, steps = rollout(session.infer, sequence, dataset.plan)
-            for name, value in outputs.items():
-                collected.setdefault(name, []).append(value)
-            feeds += steps
-    return Outputs({n: stack_steps(v) for n, v in collected.items()}, None, feeds)
-
-
 def verify_sequences(
     config: Any, input_names: list[str], ranges: dict[str, Any], specs: dict[str, Any], plan: StatePlan
 ) -> tuple[str, list[tuple[str, Feeds]], bool]:

@@ -34,8 +34,6 @@ def run_model(
     from infercc.runtimes.isolation import IsolatedRuntime
 
     if hasattr(dataset, "sequences"):  # a stateful model: whole sequences, the state carried (sequences.py)
-        from infercc.data.sequences import run_sequences
-
         return run_sequences(path, dataset, threads, runtime)
     collected: dict[str, list[np.ndarray]] = {}
     labels: list[int] | None = []
@@ -51,6 +49,23 @@ def run_model(
                 labels.extend(batch_labels)
     values = {n: np.concatenate(v) if v[0].ndim else np.stack(v) for n, v in collected.items()}
     return Outputs(values, labels or None, feeds)
+
+
+def run_sequences(path: Path, dataset: Any, threads: int | None, runtime: str) -> Outputs:
+    """run_model over a stateful model's sequences (data.sequences.SequenceDataset): the model at `path` runs
+    every sequence from its initial state, each step fed the state it produced at the step before."""
+    from infercc.runtimes.isolation import IsolatedRuntime
+    from infercc.sequences import rollout, stack_steps
+
+    collected: dict[str, list[np.ndarray]] = {}
+    feeds: list[dict[str, np.ndarray]] = []
+    with IsolatedRuntime(runtime, path, threads=threads) as session:
+        for sequence in dataset.sequences():
+            outputs, steps = rollout(session.infer, sequence, dataset.plan)
+            for name, value in outputs.items():
+                collected.setdefault(name, []).append(value)
+            feeds += steps
+    return Outputs({n: stack_steps(v) for n, v in collected.items()}, None, feeds)
 
 
 def accuracy(
