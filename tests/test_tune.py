@@ -50,3 +50,47 @@ def test_no_cuda_provider_plans_no_tuning(tmp_path, cli):
     stages = manifest(out)["stages"]
     assert "tune-ort-cuda" not in stages and "verify" in stages
     assert not list(out.glob("*.ort-cuda.json"))
+
+
+def test_cuda_graph_sessions_fix_the_named_dimensions_so_shape_arithmetic_folds(tmp_path):
+    """A CUDA graph replays one shape: its session fixes each named input dimension to the fed size, and ONNX
+    Runtime then folds Shape -> Gather -> Range into constants (nodes the CUDA provider leaves on the CPU, whose
+    Memcpy nodes refuse capture with prefer_nhwc=1). Shown on the CPU provider, with the optimized graph saved."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from infercc.runtimes.onnxrt import fixed_dimensions, free_dimensions
+
+    const = lambda name, values: helper.make_tensor(name, TensorProto.INT64, [len(values)], values)  # noqa: E731
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "zero"], ["n"], axis=0),
+        helper.make_node("Range", ["start", "n", "step"], ["rows"]),
+        helper.make_node("Cast", ["rows"], ["rows_f"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["rows_f", "one"], ["column"]),
+        helper.make_node("Add", ["x", "column"], ["y"]),
+    ]
+    scalars = [
+        helper.make_tensor(n, TensorProto.INT64, [], [v]) for n, v in (("zero", 0), ("start", 0), ("step", 1))
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        [*scalars, const("one", [1])],
+    )
+    path = tmp_path / "rows.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    plain = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {"x": np.zeros((3, 4), np.float32)}
+    assert free_dimensions(plain, feeds) == {"batch": 3}
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "fixed.onnx")
+    fixed = ort.InferenceSession(
+        str(path), fixed_dimensions(options, plain, feeds), providers=["CPUExecutionProvider"]
+    )
+    (y,) = fixed.run(None, feeds)
+    np.testing.assert_array_equal(y[:, 0], [0.0, 1.0, 2.0])
+    folded = {n.op_type for n in onnx.load(str(tmp_path / "fixed.onnx")).graph.node}
+    assert not folded & {"Shape", "Gather", "Range"}, folded

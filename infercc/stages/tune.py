@@ -135,14 +135,17 @@ def tune_artifact(
     chosen = best or default
     note = "" if best else "no provider-option set passed verify at the opt shape: kept the defaults"
     provider_options = dict(chosen["options"])
+    session_options: dict[str, Any] = {"graph_optimization_level": "ORT_ENABLE_ALL"}
     if chosen.get("cuda_graph"):
         provider_options["enable_cuda_graph"] = "1"
+        # the graph replays the opt shape: infercc's graph session fixes the named dimensions to it
+        session_options["free_dimension_overrides_by_name"] = _named_sizes(model, feeds)
     return {
         "artifact": Path(record.path).name,
         "sha256": record.sha256,
         "execution_provider": "CUDAExecutionProvider",
         "provider_options": provider_options,
-        "session_options": {"graph_optimization_level": "ORT_ENABLE_ALL"},
+        "session_options": session_options,
         "io_binding": True,
         "cuda_graph": bool(chosen.get("cuda_graph")),
         "opt_shapes": {n: list(v.shape) for n, v in feeds.items()},
@@ -151,9 +154,22 @@ def tune_artifact(
         "default_p50_ms": default.get("p50_ms"),
         "trials": trials,
         "note": note,
-        "usage": "onnxruntime.InferenceSession(path, providers=[('CUDAExecutionProvider', provider_options), "
-        "'CPUExecutionProvider']); with enable_cuda_graph, bind inputs/outputs to fixed GPU buffers (I/O binding)",
+        "usage": "onnxruntime.InferenceSession(path, sess_options, providers=[('CUDAExecutionProvider', "
+        "provider_options), 'CPUExecutionProvider']); with enable_cuda_graph, call "
+        "sess_options.add_free_dimension_override_by_name(name, size) for each free_dimension_overrides_by_name "
+        "and bind inputs/outputs to fixed GPU buffers (I/O binding)",
     }
+
+
+def _named_sizes(model: Any, feeds: dict[str, np.ndarray]) -> dict[str, int]:
+    """Each named input dimension of `model` and its size in `feeds` (the opt shape)."""
+    sizes: dict[str, int] = {}
+    for arg in model.graph.input:
+        if arg.name in feeds:
+            for dim, size in zip(arg.type.tensor_type.shape.dim, feeds[arg.name].shape, strict=False):
+                if dim.dim_param:
+                    sizes.setdefault(dim.dim_param, int(size))
+    return sizes
 
 
 def _label(options: dict[str, str]) -> str:
