@@ -7,7 +7,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from infercc.config import parse_config
-from infercc.stages.tune import candidates, planned, run_config_file
+from infercc.stages.tune import _label, candidates, planned, run_config_file
 from tests.conftest import manifest, zoo
 
 
@@ -25,13 +25,12 @@ def _graph(op: str) -> onnx.ModelProto:
 
 def test_candidates_follow_the_graph_and_precision():
     conv_fp32 = candidates(_graph("Conv"), fp32=True)
-    assert {(c["prefer_nhwc"], c["use_tf32"]) for c in conv_fp32} == {
-        ("0", "0"),
-        ("0", "1"),
-        ("1", "0"),
-        ("1", "1"),
+    assert {(c["prefer_nhwc"], c.get("fuse_conv_bias", "0"), c["use_tf32"]) for c in conv_fp32} == {
+        (layout, fuse, tf32) for layout, fuse in (("0", "0"), ("1", "0"), ("1", "1")) for tf32 in ("0", "1")
     }
+    assert len(conv_fp32) == 6
     assert conv_fp32[0] == {"prefer_nhwc": "0", "cudnn_conv_algo_search": "EXHAUSTIVE", "use_tf32": "1"}
+    assert _label(conv_fp32[-1]) == "nhwc+fuse-bias+no-tf32"
     # FP16: TF32 does not apply; no convolution: no layout choice
     assert candidates(_graph("MatMul"), fp32=False) == [
         {"prefer_nhwc": "0", "cudnn_conv_algo_search": "EXHAUSTIVE"}

@@ -1,7 +1,7 @@
 """Provider tuning for ONNX Runtime CUDA, measured per model like trtexec's tactic selection.
 
 For each ONNX artifact: every candidate set of CUDA provider options (prefer_nhwc where the graph has
-convolutions, TF32 on/off for FP32 graphs), always with I/O binding and a CUDA graph when capture works, is
+convolutions, and under NHWC cuDNN's bias fusion, fuse_conv_bias; TF32 on/off for FP32 graphs), always with I/O binding and a CUDA graph when capture works, is
 checked against the PyTorch reference at the opt shape with verify's tolerance for that artifact on
 onnxruntime-cuda, and timed there. The fastest that passes is written beside the artifact as a run config
 (`model.fp16.ort-cuda.json`) that a user's own ONNX Runtime session can apply, and that bench uses. When no
@@ -52,19 +52,20 @@ def planned(config: CompileConfig) -> bool:
 
 
 def candidates(model: Any, fp32: bool) -> list[dict[str, str]]:
-    """Provider-option sets worth timing for this graph."""
+    """Provider-option sets worth timing for this graph. Convolutions: layout (prefer_nhwc) and whether cuDNN's
+    frontend fuses the bias add into them (fuse_conv_bias; cuDNN finds no engine for some convolutions, and that
+    trial fails and is not picked)."""
     ops = {n.op_type for n in model.graph.node}
-    nhwc = (
-        ["0", "1"]
-        if ops & {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool"}
-        else ["0"]
-    )
+    convs = bool(ops & {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool"})
+    layouts = [("0", "0"), ("1", "0"), ("1", "1")] if convs else [("0", "0")]
     tf32 = (
         ["1", "0"] if fp32 and ops & {"Conv", "MatMul", "Gemm", "Attention", "MultiHeadAttention"} else [None]
     )
     found = []
-    for layout, math in itertools.product(nhwc, tf32):
-        options = {"prefer_nhwc": layout, "cudnn_conv_algo_search": "EXHAUSTIVE"}
+    for (nhwc, fuse_bias), math in itertools.product(layouts, tf32):
+        options = {"prefer_nhwc": nhwc, "cudnn_conv_algo_search": "EXHAUSTIVE"}
+        if fuse_bias == "1":
+            options["fuse_conv_bias"] = "1"
         if math is not None:
             options["use_tf32"] = math
         found.append(options)
@@ -174,6 +175,8 @@ def _named_sizes(model: Any, feeds: dict[str, np.ndarray]) -> dict[str, int]:
 
 def _label(options: dict[str, str]) -> str:
     parts = ["nhwc" if options.get("prefer_nhwc") == "1" else "nchw"]
+    if options.get("fuse_conv_bias") == "1":
+        parts.append("fuse-bias")
     if "use_tf32" in options:
         parts.append("tf32" if options["use_tf32"] == "1" else "no-tf32")
     return "+".join(parts)
