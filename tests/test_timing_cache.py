@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from infercc.config import CompileConfig, Precision
+from infercc.config import CompileConfig, InputSpec, Precision
 from infercc.models.sources import ModelSource, SourceKind
 from infercc.pipeline.runner import stage_key
 from infercc.pipeline.stage import QuietEvents, RunContext
@@ -29,6 +29,7 @@ def _context(tmp_path: Path, **build: object) -> RunContext:
         source_hash="0" * 64,
         input_names=["x"],
         shape_ranges={"x": ShapeRange.static((1, 3, 8, 8))},
+        inputs={"x": InputSpec()},
         events=QuietEvents(),
     )
 

@@ -38,19 +38,19 @@ def target_runtimes(ctx: RunContext, artifact: NewArtifact) -> list[str]:
 
 
 def gate(ctx: RunContext, output: StageOutput) -> StageOutput:
-    """Load-check every gated artifact of `output`; record the checks in its metrics, or raise StageError (exit
-    4) naming each runtime that failed, after removing the stage's files (none of them is recorded)."""
+    """Load-check every gated artifact of `output`; record each artifact's checks in its meta ("load_checks"),
+    or raise StageError (exit 4) naming each runtime that failed, after removing the stage's files (none of them
+    is recorded)."""
     from infercc.runtimes.isolation import load_check
 
     feeds = _opt_feeds(ctx)
-    checks: list[dict[str, Any]] = []
     failed: list[str] = []
     for artifact in output.artifacts:
         if artifact.kind not in GATED_KINDS:
             continue
         runtimes = target_runtimes(ctx, artifact)
         results = load_check(ctx.path(artifact.filename), runtimes, feeds, threads=ctx.config.bench.threads)
-        checks += [r.to_dict() for r in results]
+        artifact.meta["load_checks"] = [r.to_dict() for r in results]
         failed += [r.reason for r in results if not r.ok and not r.skipped]
     if failed:
         for artifact in output.artifacts:
@@ -61,8 +61,6 @@ def gate(ctx: RunContext, output: StageOutput) -> StageOutput:
             hint="The artifact was written but does not load or run there, so it was removed. Leave that runtime "
             "out (verify.runtimes), or try another opset or precision.",
         )
-    if checks:
-        output.metrics["load_checks"] = checks
     return output
 
 
