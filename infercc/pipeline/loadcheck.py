@@ -7,6 +7,8 @@ provider. Finding that in verify, after the artifact was recorded as done and it
 is late; finding it in bench or in deployment is later. The runner therefore loads each written artifact on the
 runtimes verify will use for it (verify.runtimes, else every registered runtime of its kind, where installed),
 in a child process each (infercc.runtimes.isolation), and fails the stage naming the runtime and the reason.
+A runtime that lacks an op the graph uses is not a broken artifact but a model beyond that runtime: that is
+recorded (meta "load_checks") and left to verify, which fails the pair naming the op.
 
 AOTInductor packages are load-checked by their own stage on their device; a package that cannot load there is
 kept, marked "built, not loadable on this machine" and never selected (docs/inductor.md), so they are not
@@ -15,6 +17,7 @@ gated here. TensorRT engines are gated where TensorRT runs: the runtime is simpl
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from infercc.errors import StageError
@@ -51,7 +54,7 @@ def gate(ctx: RunContext, output: StageOutput) -> StageOutput:
         runtimes = target_runtimes(ctx, artifact)
         results = load_check(ctx.path(artifact.filename), runtimes, feeds, threads=ctx.config.bench.threads)
         artifact.meta["load_checks"] = [r.to_dict() for r in results]
-        failed += [r.reason for r in results if not r.ok and not r.skipped]
+        failed += [r.reason for r in results if not r.ok and not r.skipped and not capability_gap(r.reason)]
     if failed:
         for artifact in output.artifacts:
             for name in (artifact.filename, *companion_paths(artifact.filename)):
@@ -62,6 +65,15 @@ def gate(ctx: RunContext, output: StageOutput) -> StageOutput:
             "out (verify.runtimes), or try another opset or precision.",
         )
     return output
+
+
+# A runtime that names an op it does not implement (infercc's explainers for ONNX Runtime and OpenVINO): the model
+# itself is beyond that runtime, whichever stage wrote it. Left to verify, which fails that pair naming the op.
+_CAPABILITY_GAP = re.compile(r"cannot run op |has no op ")
+
+
+def capability_gap(reason: str) -> bool:
+    return bool(_CAPABILITY_GAP.search(reason))
 
 
 def _opt_feeds(ctx: RunContext) -> dict[str, Any] | None:
