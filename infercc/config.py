@@ -463,7 +463,15 @@ class BuildConfig(Strict):
         3, ge=0, le=5, description="Builder optimization level (trtexec --builderOptimizationLevel)."
     )
     timing_cache: Path | None = Field(
-        None, description="Timing cache file loaded, updated and saved across builds."
+        None,
+        description="Your TensorRT timing cache to start from: read, never written; its content is part of "
+        "each build's key, so another cache rebuilds the engines.",
+    )
+    managed_timing_cache: bool = Field(
+        True,
+        description="Keep infercc's own timing cache in the output folder (engines/timing.<flavour>.cache), "
+        "updated by every build. Not part of any key: it changes which tactics are timed (build speed), and "
+        "every engine is verified.",
     )
     compute_capabilities: list[str] = Field(
         default_factory=list,

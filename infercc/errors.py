@@ -57,6 +57,6 @@ class VerificationFailed(InferccError):
 
 
 class LockedError(InferccError):
-    """Another infercc process holds the output folder."""
+    """Another infercc process holds the output folder (exit 2: nothing failed; wait, or use another --out)."""
 
-    exit_code = ExitCode.STAGE_FAILED
+    exit_code = ExitCode.USAGE

@@ -141,7 +141,10 @@ def atomic_path(final: Path) -> Iterator[Path]:
     """
     final = Path(final)
     make_owned_dirs(final.parent)
-    tmp = new_temp_path(final)
+    try:
+        tmp = new_temp_path(final)
+    except OSError as exc:  # a read-only or vanished folder
+        raise describe_os_error(exc, final) from exc
     try:
         _check_injected_failure(final)
         yield tmp
@@ -167,9 +170,12 @@ def atomic_bundle(final: Path) -> Iterator[Path]:
     """
     final = Path(final)
     make_owned_dirs(final.parent)
-    folder = Path(tempfile.mkdtemp(prefix=temp_prefix(final.name), dir=final.parent))
-    _write_marker(folder)
     try:
+        folder = Path(tempfile.mkdtemp(prefix=temp_prefix(final.name), dir=final.parent))
+    except OSError as exc:  # a read-only or vanished folder
+        raise describe_os_error(exc, final) from exc
+    try:
+        _write_marker(folder)
         _check_injected_failure(final)
         tmp = folder / final.name
         yield tmp
@@ -208,7 +214,13 @@ def new_temp_path(final: Path, suffix: str = "") -> Path:
 
 
 def make_owned_dirs(folder: Path) -> None:
-    """mkdir -p, leaving the ownership marker in each folder this call creates (and only those)."""
+    """mkdir -p, leaving the ownership marker in each folder this call creates (and only those). Inside an output
+    folder this process holds locked, the folder must still be the one it locked (OutDirLock.check)."""
+    if _HELD:
+        resolved = Path(folder).resolve()
+        for lock in list(_HELD.values()):
+            if resolved.is_relative_to(lock.root):
+                lock.check()
     missing = []
     probe = Path(folder)
     while not probe.exists() and probe != probe.parent:
@@ -394,9 +406,27 @@ class OutDirLock:
     FILE = ".infercc.lock"
 
     def __init__(self, folder: Path, wait: float = 0.0) -> None:
-        self.path = Path(folder) / self.FILE
+        self.folder = Path(folder)
+        self.root = self.folder.resolve()
+        self.path = self.folder / self.FILE
         self.wait = wait
         self._fd: int | None = None
+
+    def check(self) -> None:
+        """Stop when the locked folder was deleted (or replaced) meanwhile: writing on would recreate it beside
+        a run that may now own the new one, with a manifest naming files that are gone."""
+        if self._fd is None:
+            return
+        try:
+            same = os.path.samestat(os.stat(self.path), os.fstat(self._fd))
+        except OSError:
+            same = False
+        if not same:
+            raise StageError(
+                f"The output folder {self.folder} was deleted while this run was writing into it; stopped.",
+                hint="Run again to rebuild it (finished stages elsewhere are not affected); give each run its own "
+                "--out, and do not delete a folder a run is using.",
+            )
 
     def __enter__(self) -> OutDirLock:
         try:
@@ -429,13 +459,20 @@ class OutDirLock:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
+        _HELD[id(self)] = self
         return self
 
     def __exit__(self, *exc: object) -> None:
+        _HELD.pop(id(self), None)
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+# The output folders this process holds locked (OutDirLock), so that every write into one first checks that the
+# folder is still the locked one. It mirrors what the kernel holds for this process, nothing more.
+_HELD: dict[int, OutDirLock] = {}
 
 
 def _read_holder(fd: int) -> str:

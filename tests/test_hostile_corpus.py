@@ -62,8 +62,9 @@ def run_measured(args: list[str | Path], env: dict[str, str], cwd: Path, timeout
     return Measured(proc.returncode, out, err, int(peak_file.read_text()) / 1024)
 
 
-# onnxruntime itself keeps a device id under ~/.cache/Microsoft/DeveloperTools/.onnxruntime when imported
-THIRD_PARTY_HOME_FILES = ".cache/Microsoft/DeveloperTools/"
+# onnxruntime itself keeps a device id under ~/.cache/Microsoft/DeveloperTools/.onnxruntime when imported, and
+# OpenVINO its telemetry id under ~/intel/ when it compiles a model (the load gate loads artifacts on it)
+THIRD_PARTY_HOME_FILES = (".cache/Microsoft/DeveloperTools/", "intel/")
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:

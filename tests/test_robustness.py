@@ -156,11 +156,11 @@ def test_second_run_on_the_same_out_refuses_or_waits(tmp_path, baseline) -> None
     try:
         wait_for(lambda: in_export(out), first)
         refused = run_subprocess(*compile_args(out), timeout=120)
-        assert refused.code == 4, refused.text
+        assert refused.code == 2, refused.text
         assert f"Another infercc run (pid {first.pid}) is using" in refused.err
         assert "--lock-wait" in refused.err and "Traceback" not in refused.text
         waited = run_subprocess(*compile_args(out, "--lock-wait", "0.5"), timeout=120)
-        assert waited.code == 4 and "Another infercc run" in waited.err
+        assert waited.code == 2 and "Another infercc run" in waited.err
         # a waiting run starts once the first finishes, and finds everything up to date
         document = rerun(out, "--lock-wait", "300")
     finally:

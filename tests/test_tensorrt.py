@@ -202,22 +202,6 @@ def test_timing_cache_is_said_to_be_ignored_by_rtx(models: dict[str, Path], tmp_
     assert not cache.exists()
 
 
-def test_timing_cache_is_loaded_where_it_works(tmp_path: Path) -> None:
-    from infercc.tensorrt.builder import _load_timing_cache
-
-    seen = {}
-    config = SimpleNamespace(
-        create_timing_cache=lambda blob: seen.setdefault("blob", blob) or object(),
-        set_timing_cache=lambda cache, ignore: seen.setdefault("ignore", ignore),
-    )
-    cache = tmp_path / "t.cache"
-    cache.write_bytes(b"abc")
-    notes: list[str] = []
-    info = _load_timing_cache(None, config, True, cache, "TensorRT 10.9", notes)
-    assert info == {"used": True, "file": str(cache), "loaded_bytes": 3}
-    assert seen == {"blob": b"abc", "ignore": False} and "loaded 3 bytes" in notes[0]
-
-
 # --- readable errors from real parser/builder runs ------------------------------------------------------
 
 

@@ -249,7 +249,7 @@ TimingCacheOpt = Annotated[
     Path | None,
     typer.Option(
         "--timing-cache",
-        help="Timing cache file, loaded, updated and saved across builds.",
+        help="Your TensorRT timing cache to start from (read, never written; its content is in the build key).",
         rich_help_panel=TENSORRT,
     ),
 ]

@@ -241,7 +241,7 @@ def valid_ranges(program: Any, names: list[str], ranges: dict[str, ShapeRange]) 
 def _bound(value: Any, default: int) -> int:
     try:
         return int(value)
-    except (TypeError, ValueError, OverflowError):  # sympy's oo
+    except (TypeError, ValueError, OverflowError, AttributeError):  # sympy's oo, torch's int_oo
         return default
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from infercc.errors import InferccError, StageError
 from infercc.fsutil import remove_stale_temporaries, sha256_file, sha256_json
 from infercc.lazy import version_of
+from infercc.pipeline import loadcheck
 from infercc.pipeline.manifest import (
     ArtifactRecord,
     CompanionFile,
@@ -183,6 +184,8 @@ def _run_one(
     started, clock = now_iso(), time.perf_counter()
     try:
         output = stage.run(ctx, inputs)
+        if output.error is None and not output.skipped:
+            output = loadcheck.gate(ctx, output)  # every written artifact loads on its target runtimes
     except InferccError as exc:
         record = StageRecord(
             name=stage.name,

@@ -173,6 +173,7 @@ class BuildStage:
             settings["hardware_compatibility"] = build.hardware_compatibility
             settings["version_compatible"] = build.version_compatible
         if caps.timing_cache:
+            # the user's cache by content (deps); infercc's own cache never: see timing_cache_path
             settings["timing_cache"] = build.timing_cache is not None
         if caps.needs_gpu_to_build:
             settings["gpu"] = local_gpu()  # the engine targets the GPU it is built on
@@ -187,11 +188,24 @@ class BuildStage:
         return (self.flavour.module,)
 
     def deps(self, ctx: RunContext) -> list[Path]:
-        """The calibration data the TensorRT 10 implicit-INT8 calibrator reads. (The timing cache is left
-        out: the build itself rewrites it, and it only speeds up tactic selection.)"""
+        """The calibration data the TensorRT 10 implicit-INT8 calibrator reads, and the user's timing cache
+        (build.timing_cache: read, never written, so its content is a stable input). infercc's own cache is
+        left out: every build rewrites it, and it changes which tactics are timed, not what the engine computes
+        (the engine is verified either way)."""
         from infercc.data.sources import effective_sources, source_paths
 
-        return source_paths(effective_sources(ctx.config)[0], "calibration") if self.calibrate else []
+        deps = source_paths(effective_sources(ctx.config)[0], "calibration") if self.calibrate else []
+        user_cache = ctx.config.build.timing_cache
+        if user_cache is not None and self.flavour.caps.timing_cache:
+            deps.append(Path(user_cache))
+        return deps
+
+    def timing_cache_path(self, ctx: RunContext) -> Path | None:
+        """infercc's own timing cache for this flavour, beside the engines (None where it is switched off or
+        the flavour ignores timing caches)."""
+        if not ctx.config.build.managed_timing_cache or not self.flavour.caps.timing_cache:
+            return None
+        return ctx.path(f"{ENGINE_DIR}/timing.{self.flavour.family}.cache")
 
     def run(self, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> StageOutput:
         from infercc.tensorrt.builder import BuildRequest, build_engine
@@ -209,6 +223,7 @@ class BuildStage:
             workspace_mib=build.workspace_mib,
             optimization_level=build.optimization_level,
             timing_cache=build.timing_cache,
+            managed_timing_cache=self.timing_cache_path(ctx),
             compute_capabilities=self.targets,
             hardware_compatibility=build.hardware_compatibility,
             version_compatible=build.version_compatible,

@@ -35,6 +35,14 @@ from infercc.pipeline.stage import NewArtifact, RunContext, StageOutput
 from infercc.sequences import check_declarations
 from infercc.shapes import Shape, format_dims
 from infercc.stages.results import ExportResult
+from infercc.stages.soundness import (
+    Finding,
+    FindingKind,
+    failure_finding,
+    frozen_by_trace,
+    program_findings,
+    tracer_findings,
+)
 
 ONNX_FILE = "model.onnx"
 REFERENCE_FILE = "reference.npz"
@@ -108,6 +116,7 @@ class ExportStage:
 
         exporters = _exporter_order(ctx.config.export.exporter)
         attempts: list[str] = []
+        refused: list[Finding] = []  # what the dynamo exporter refused (data-dependent control flow)
         tolerance = Tolerance(atol=ctx.config.export.atol, rtol=ctx.config.export.rtol)
         for i, exporter in enumerate(exporters):
             ctx.progress(self.name, i, len(exporters), f"{exporter.value} exporter")
@@ -115,9 +124,11 @@ class ExportStage:
             started = time.perf_counter()
             try:
                 with atomic_bundle(final) as tmp, user_code("The model's forward", "being exported"):
-                    warned = _run_exporter(torch, module, ctx, exporter, output_names, tmp)
+                    found = _run_exporter(torch, module, ctx, exporter, output_names, tmp)
+                    if exporter is Exporter.torchscript:
+                        found += frozen_by_trace(refused, load_onnx(tmp, with_data=False).graph)
                     externalize_if_large(tmp, _external_threshold(ctx))
-                    _judge_trace(ctx, exporter, warned, tmp, attempts, notes)
+                    _judge_soundness(ctx, exporter, found, tmp, attempts, notes)
                     _infer_shapes(tmp)
                     name_dynamic_dims(tmp, _dim_names(ctx))
                     parity = _parity(ctx, tmp, points, feeds, references, tolerance)
@@ -129,6 +140,7 @@ class ExportStage:
                 continue
             except _ExporterFailed as failure:
                 attempts.append(f"{exporter.value} exporter failed: {failure}")
+                refused += [failure.finding] if failure.finding else []
                 continue
             export_s = time.perf_counter() - started
             if attempts:
@@ -147,8 +159,9 @@ class ExportStage:
                 io=io_dims(model),
                 parity=parity.per_point,
                 shapes_checked={p.label: describe_point(p) for p in points},
-                trace_warnings=warned,
+                trace_warnings=[f.describe() for f in found if f.kind is FindingKind.tensor_to_python],
                 graph_breaks=[a for a in attempts if a.startswith("dynamo")],
+                soundness=[*refused, *found],
             )
             return StageOutput(
                 artifacts=[
@@ -170,22 +183,40 @@ def with_brief(result: ExportResult) -> ExportResult:
     return result
 
 
-def _judge_trace(
-    ctx: RunContext, exporter: Exporter, warned: list[str], tmp: Path, attempts: list[str], notes: list[str]
+_VERDICTS = {
+    FindingKind.tensor_to_python: "traced tensors into Python values, so the graph holds only what the traced "
+    "inputs decided",
+    FindingKind.data_dependent: "traced past data-dependent control flow, so the graph holds only the branch the "
+    "traced inputs took",
+    FindingKind.specialised: "specialised a dimension declared dynamic, so the graph is right only on part of "
+    "its range",
+    FindingKind.draft_export: "took data-dependent values from the traced inputs (draft export), so the graph "
+    "holds only what they decided",
+}
+
+
+def _judge_soundness(
+    ctx: RunContext,
+    exporter: Exporter,
+    found: list[Finding],
+    tmp: Path,
+    attempts: list[str],
+    notes: list[str],
 ) -> None:
-    """A trace that turned tensors into Python values froze what they decided: exit 1 naming the source lines,
-    unless export.accept_trace_warnings (then noted, and verify tries negative and large inputs too)."""
-    if not warned:
+    """An export that froze what the traced inputs decided is exit 1 naming the source lines, unless
+    export.accept_trace_warnings (then noted, and verify tries negative and large inputs too)."""
+    if not found:
+        return
+    if ctx.config.export.accept_trace_warnings:
+        notes += [f"accepted trace warning ({f.kind.value}): {f.describe()}" for f in found]
         return
     why = f" (the dynamo exporter failed first: {attempts[-1]})" if attempts else ""
-    if ctx.config.export.accept_trace_warnings:
-        notes += [f"accepted trace warning: {w}" for w in warned]
-        return
     shutil.copyfile(tmp, ctx.path(REJECTED_FILE))
     raise VerificationFailed(
-        f"The {exporter.value} export traced tensors into Python values, so the graph holds only what the traced "
-        f"inputs decided{why}:\n  " + "\n  ".join(warned[:10]),
-        hint="Write the branch with tensor ops (torch.where, masks) instead of if/.item()/int(), or accept it with "
+        f"The {exporter.value} export {_VERDICTS[found[0].kind]}{why}:\n  "
+        + "\n  ".join(f.describe() for f in found[:10]),
+        hint="Write the branch with tensor ops (torch.where, masks, torch.cond) instead of if/.item()/int(); for "
+        "a branch on a shape, declare that dimension static or within the range it holds; or accept it with "
         "--set export.accept_trace_warnings=true (kept for inspection: model.rejected.onnx).",
     )
 
@@ -210,20 +241,24 @@ def _dim_names(ctx: RunContext) -> dict[str, dict[int, str]]:
 class _ExporterFailed(Exception):
     """The exporter raised or wrote an invalid graph: the next exporter gets a try."""
 
+    def __init__(self, message: str, finding: Finding | None = None) -> None:
+        super().__init__(message)
+        self.finding = finding
+
 
 def _run_exporter(
     torch: Any, module: Any, ctx: RunContext, exporter: Exporter, output_names: list[str], path: Path
-) -> list[str]:
+) -> list[Finding]:
     try:
-        warned = _export(torch, module, ctx, exporter, _trace_feed(ctx), output_names, path)
+        found = _export(torch, module, ctx, exporter, _trace_feed(ctx), output_names, path)
         check_onnx(path)
-        return warned
+        return found
     except InferccError as exc:
         raise _ExporterFailed(exc.message) from exc
     except Exception as exc:
         if "KeyboardInterrupt" in _first_line(exc):  # Ctrl-C inside the tracer comes back wrapped
             raise KeyboardInterrupt from exc
-        raise _ExporterFailed(_first_line(exc)) from exc
+        raise _ExporterFailed(_first_line(exc), failure_finding(exc)) from exc
 
 
 class _ParityError(Exception):
@@ -409,8 +444,8 @@ def _export(
     feed: Feeds,
     output_names: list[str],
     path: Path,
-) -> list[str]:
-    """Export to `path`; returns the tracer's warnings (see trace_warnings)."""
+) -> list[Finding]:
+    """Export to `path`; returns what the export froze (infercc.stages.soundness)."""
     args = tuple(torch.from_numpy(np.ascontiguousarray(feed[n])) for n in ctx.input_names)
     opset = ctx.config.export.opset
     quiet = contextlib.redirect_stdout(io.StringIO())
@@ -461,7 +496,9 @@ def _export(
                 do_constant_folding=True,
             )
     _rename_outputs(path, output_names)
-    return trace_warnings(torch, caught)
+    if exporter is Exporter.dynamo:
+        return program_findings(torch, program, module, args, ctx.input_names, ctx.shape_ranges)
+    return tracer_findings(torch, caught)
 
 
 @contextlib.contextmanager
@@ -480,22 +517,6 @@ def _quiet_loggers() -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
-
-
-def trace_warnings(torch: Any, caught: list[Any]) -> list[str]:
-    """'model.py:12: Converting a tensor to a Python boolean ...' for each TracerWarning raised outside torch
-    itself: the trace turned a tensor into a Python value there (a data-dependent if, .item(), int(t)), so the
-    graph holds a constant."""
-    found = []
-    # torch's own modules check shapes this way; their ops export whole
-    own = str(Path(torch.__file__).parent)
-    for w in caught:
-        if issubclass(w.category, torch.jit.TracerWarning) and not str(w.filename).startswith(own):
-            first = str(w.message).strip().split(". ")[0]
-            line = f"{w.filename}:{w.lineno}: {first}"
-            if line not in found:
-                found.append(line)
-    return found
 
 
 def _external_threshold(ctx: RunContext) -> int:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from infercc.pipeline.manifest import Verdict
 from infercc.pipeline.stage import StageResult
+from infercc.stages.soundness import Finding
 
 Figure = float | str | None
 # a number that counts (a runtime's peak memory, a file size), or None where it could not be read
@@ -146,6 +147,7 @@ class ExportResult(StageResult):
     shapes_checked: dict[str, str]
     trace_warnings: list[str] = Field(default_factory=list)
     graph_breaks: list[str] = Field(default_factory=list)
+    soundness: list[Finding] = Field(default_factory=list)  # what the export froze (infercc.stages.soundness)
 
 
 class SimplifyResult(StageResult):

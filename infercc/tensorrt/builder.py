@@ -41,7 +41,8 @@ class BuildRequest:
     calibration: Calibration | None = None  # TensorRT 10: BuilderFlag.INT8 + implicit calibrator
     workspace_mib: int | None = None
     optimization_level: int = 3
-    timing_cache: Path | None = None
+    timing_cache: Path | None = None  # the user's: read, never written
+    managed_timing_cache: Path | None = None  # infercc's own: read, then rewritten by the build
     compute_capabilities: list[str] = field(default_factory=list)  # normalized: SM86, CURRENT
     hardware_compatibility: str = "none"
     version_compatible: bool = False
@@ -273,7 +274,7 @@ def build_engine(
             config.set_calibration_profile(trt_profiles[0])
         notes.append("INT8 by implicit calibration (TensorRT 10; deprecated by NVIDIA in favour of Q/DQ)")
 
-    cache_info = _load_timing_cache(trt, config, caps.timing_cache, request.timing_cache, label, notes)
+    cache_info = _load_timing_cache(trt, config, caps.timing_cache, request, label, notes)
 
     mark = logger.mark()
     started = time.perf_counter()
@@ -285,12 +286,12 @@ def build_engine(
         fh.write(memoryview(serialized))
     del serialized
 
-    if cache_info.get("used"):
+    if cache_info.get("used") and request.managed_timing_cache is not None:
         with _quiet_deprecations():
             cache = config.get_timing_cache()
             if cache is not None:
                 data = bytes(memoryview(cache.serialize()))
-                atomic_write_bytes(request.timing_cache, data)  # type: ignore[arg-type]
+                atomic_write_bytes(request.managed_timing_cache, data)
                 cache_info["saved_bytes"] = len(data)
     header = read_header_file(engine_path)
     return BuildResult(
@@ -325,26 +326,57 @@ def _set_targets(trt: Any, config: Any, logger: Any, wanted: list[str], label: s
 
 
 def _load_timing_cache(
-    trt: Any, config: Any, works: bool, path: Path | None, label: str, notes: list[str]
+    trt: Any, config: Any, works: bool, request: BuildRequest, label: str, notes: list[str]
 ) -> dict[str, Any]:
-    if path is None:
+    """Start the build from infercc's own cache (build.managed_timing_cache) with the user's cache
+    (build.timing_cache) merged in. The user's file is only read; the build rewrites infercc's own."""
+    user, managed = request.timing_cache, request.managed_timing_cache
+    if user is None and managed is None:
         return {"used": False}
-    path = Path(path)
     if not works:
+        if user is None:
+            return {"used": False}
         notes.append(
             f"{label} ignores the timing cache (a no-op since TensorRT-RTX 1.2; kernels are "
             "compiled on the user's "
-            f"GPU at run time): {path} was neither read nor written"
+            f"GPU at run time): {user} was neither read nor written"
         )
-        return {"used": False, "file": str(path), "ignored": True}
-    blob = path.read_bytes() if path.is_file() else b""
+        return {"used": False, "file": str(user), "ignored": True}
+    own = Path(managed).read_bytes() if managed is not None and Path(managed).is_file() else b""
     with _quiet_deprecations():
-        cache = config.create_timing_cache(blob)
-        if cache is None:
-            raise StageError(
-                f"TensorRT ({label}) could not read the timing cache {path}.",
-                hint="Delete the file (it is rebuilt), or point --timing-cache at another file.",
+        cache = _own_timing_cache(config, own, managed, label)
+        info: dict[str, Any] = {
+            "used": True,
+            "managed": str(managed) if managed else None,
+            "loaded_bytes": len(own),
+        }
+        if user is not None:
+            blob = Path(user).read_bytes() if Path(user).is_file() else b""
+            # a cache from another TensorRT version or GPU is not merged (ignore_mismatch=False)
+            merged = bool(blob) and cache.combine(_timing_cache(config, blob, user, label), False)
+            info.update(file=str(user), user_bytes=len(blob), merged=merged)
+            notes.append(
+                f"timing cache {user}: {len(blob):,} bytes "
+                + ("merged" if merged else "not merged (empty, or from another TensorRT version or GPU)")
             )
         config.set_timing_cache(cache, False)  # ignore_mismatch=False: a cache from another GPU is not used
-    notes.append(f"timing cache {path}: " + (f"loaded {len(blob):,} bytes" if blob else "new"))
-    return {"used": True, "file": str(path), "loaded_bytes": len(blob)}
+    return info
+
+
+def _own_timing_cache(config: Any, blob: bytes, path: Path | None, label: str) -> Any:
+    """infercc's own cache, or a new one when it cannot be read (it only ever saves build time)."""
+    try:
+        cache = config.create_timing_cache(blob)
+    except Exception:
+        cache = None
+    return cache if cache is not None else _timing_cache(config, b"", path, label)
+
+
+def _timing_cache(config: Any, blob: bytes, path: Path | None, label: str) -> Any:
+    cache = config.create_timing_cache(blob)
+    if cache is None:
+        raise StageError(
+            f"TensorRT ({label}) could not read the timing cache {path}.",
+            hint="Point --timing-cache at another file, or delete infercc's own cache (it is rebuilt).",
+        )
+    return cache
