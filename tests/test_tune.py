@@ -58,7 +58,7 @@ def test_cuda_graph_sessions_fix_the_named_dimensions_so_shape_arithmetic_folds(
     import numpy as np
     import onnxruntime as ort
 
-    from infercc.runtimes.onnxrt import fixed_dimensions, free_dimensions
+    from infercc.onnxrt.runtime import fixed_dimensions, free_dimensions
 
     const = lambda name, values: helper.make_tensor(name, TensorProto.INT64, [len(values)], values)  # noqa: E731
     nodes = [

@@ -275,7 +275,7 @@ class OrtCUDA(OrtCPU):
             try:
                 self._graph_sessions[key] = ort.InferenceSession(
                     str(self.path),
-                    sess_options=self._session_options(),
+                    sess_options=fixed_dimensions(self._session_options(), self.session, feeds),
                     providers=self._provider_options(True),
                 )
             except Exception as exc:
@@ -324,3 +324,23 @@ class OrtCUDA(OrtCPU):
                 ort.OrtValue.ortvalue_from_numpy(value, "cuda", 0)
 
         return time_loop(copy, lambda: None, iters, 0)
+
+
+def free_dimensions(session: Any, feeds: dict[str, np.ndarray]) -> dict[str, int]:
+    """Each named (symbolic) input dimension of `session` and its size in `feeds`."""
+    sizes: dict[str, int] = {}
+    for arg in session.get_inputs():
+        if arg.name in feeds:
+            for dim, size in zip(arg.shape, feeds[arg.name].shape, strict=False):
+                if isinstance(dim, str) and dim:
+                    sizes.setdefault(dim, int(size))
+    return sizes
+
+
+def fixed_dimensions(options: Any, session: Any, feeds: dict[str, np.ndarray]) -> Any:
+    """Session options that fix every named input dimension to its size in `feeds`. A CUDA graph replays one
+    shape anyway; with the sizes fixed ONNX Runtime folds the shape arithmetic (Shape -> Gather -> Range) into
+    constants, so no node is left on the CPU and the graph can be captured, NHWC layout included."""
+    for name, size in free_dimensions(session, feeds).items():
+        options.add_free_dimension_override_by_name(name, size)
+    return options
