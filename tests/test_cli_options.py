@@ -112,6 +112,10 @@ def test_list_options_take_commas_repeats_and_any_case():
         (["build", "--compute-capability", "8.6,sm86"], "'sm86' is not a compute capability such as 8.6"),
         (["build", "--builder-optimization-level", "7"], "less than or equal to 5"),
         (["export", "--calib", "synthetic"], "No such option: --calib"),
+        (
+            ["export", "--calib", "synthetic"],
+            "hint: --calib is an option of compile, quantize, build, verify, bench.",
+        ),
     ],
 )
 def test_bad_option_values_are_usage_errors(cli, args, message):

@@ -259,8 +259,11 @@ def _run(argv: list[str], verbose: bool, json_mode: bool) -> int:
         return ExitCode.INTERRUPTED
     except click.ClickException as exc:
         exc.show()
+        hint = _option_elsewhere(exc.option_name) if isinstance(exc, click.NoSuchOption) else None
+        if hint:
+            sys.stderr.write(f"  hint: {hint}\n")
         if json_mode:
-            _print_error_json(ExitCode.USAGE, exc.format_message(), None)
+            _print_error_json(ExitCode.USAGE, exc.format_message(), hint)
         return ExitCode.USAGE
     except typer.Exit as exc:
         return exc.exit_code
@@ -273,6 +276,13 @@ def _run(argv: list[str], verbose: bool, json_mode: bool) -> int:
         hint = f"This is a bug in infercc: {where}; please report it with that file."
         _report(f"internal error: {type(exc).__name__}: {first}", hint, verbose)
         return ExitCode.STAGE_FAILED
+
+
+def _option_elsewhere(option: str) -> str | None:
+    """Which commands take an option the command given does not (`export --calib`: a later stage reads it)."""
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    taking = [name for name, command in commands.items() if any(option in p.opts for p in command.params)]
+    return f"{option} is an option of {', '.join(taking)}." if taking else None
 
 
 def _print_error_json(code: int, message: str, hint: str | None) -> None:
