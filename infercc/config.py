@@ -7,12 +7,13 @@ models and docs/config.md is generated from it. Unknown keys are errors (with a 
 from __future__ import annotations
 
 import difflib
-from enum import StrEnum
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -22,77 +23,25 @@ from pydantic import (
     model_validator,
 )
 
+from infercc.choices import (
+    CalibrationMethod,
+    DType,
+    Exporter,
+    Flavour,
+    Fuser,
+    Int8Route,
+    LockMode,
+    OutputKind,
+    Precision,
+    Reference,
+    Simplifier,
+    Statistic,
+    Target,
+)
 from infercc.errors import UsageError
 from infercc.shapes import MAX_DIM, Shape, ShapeRange, check_shape_limits, format_dims, parse_dims
 
 DEFAULT_MODEL = "infercc.models.examples:efficientnet_lite0"
-
-
-class Precision(StrEnum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8 = "int8"
-    bf16 = "bf16"  # OpenVINO CPU inference precision (AMX / AVX512-BF16; the file stays an FP32 graph) and
-    # AOTInductor packages (the module cast to bfloat16)
-
-
-class Target(StrEnum):
-    onnxruntime = "onnxruntime"
-    tensorrt = "tensorrt"
-    inductor = "inductor"  # AOTInductor .pt2 packages (torch.export + aoti_compile_and_package)
-
-
-class Exporter(StrEnum):
-    auto = "auto"
-    dynamo = "dynamo"
-    torchscript = "torchscript"
-
-
-class Simplifier(StrEnum):
-    onnxslim = "onnxslim"
-    onnxsim = "onnxsim"
-    none = "none"
-
-
-class DType(StrEnum):
-    float32 = "float32"
-    float16 = "float16"
-    int64 = "int64"
-    int32 = "int32"
-    bool = "bool"
-
-
-class CalibrationMethod(StrEnum):
-    minmax = "minmax"
-    entropy = "entropy"
-    percentile = "percentile"
-
-
-class OutputKind(StrEnum):
-    """What an output holds, which decides its metrics: top-k agreement for classification scores only."""
-
-    classification = "classification"
-    embedding = "embedding"  # embeddings, hidden states, features: cosine and error statistics, no top-k
-
-
-class Statistic(StrEnum):
-    """How elementwise errors are judged against a tolerance (Polygraphy's check_error_stat)."""
-
-    elemwise = "elemwise"
-    max = "max"
-    mean = "mean"
-    median = "median"
-    quantile = "quantile"
-
-
-class Reference(StrEnum):
-    pytorch = "pytorch"
-    onnx = "onnx"
-
-
-class LockMode(StrEnum):
-    wait = "wait"
-    fail = "fail"
 
 
 def _coerce_shape(value: Any) -> Any:
@@ -107,6 +56,27 @@ def _coerce_shape(value: Any) -> Any:
             raise ValueError(exc.message) from None
     return value
 
+
+@dataclass(frozen=True)
+class Described:
+    """What docs/config.md calls a type whose Python spelling says little to a reader (see configdoc)."""
+
+    text: str
+
+
+def _registered_runtime(name: str) -> str:
+    # imported when a config is validated, not when this module is: the registry's module loads numpy
+    from infercc.runtimes.base import REGISTRY
+
+    if name not in REGISTRY:
+        close = difflib.get_close_matches(name, list(REGISTRY), n=1)
+        guess = f"; did you mean '{close[0]}'?" if close else "."
+        raise ValueError(f"Unknown runtime {name!r}{guess} Known runtimes: {', '.join(REGISTRY)}.")
+    return name
+
+
+# a name registered in infercc.runtimes (pytorch-cpu, onnxruntime-cpu, tensorrt, ...)
+RuntimeName = Annotated[str, AfterValidator(_registered_runtime), Described("runtime name")]
 
 ShapeField = Annotated[list[Annotated[int, Field(ge=1, le=MAX_DIM)]] | None, BeforeValidator(_coerce_shape)]
 
@@ -239,17 +209,15 @@ class ExportConfig(Strict):
     external_data_threshold_mb: int = Field(
         1800,
         ge=1,
-        description="Exported and simplified ONNX files larger than this keep their weights in `<file>.data` beside them (hashed in the manifest; the ONNX limit is 2 GB).",
+        description="MiB (2^20 bytes). The ONNX files export and simplify write (model.onnx, model.fp32.onnx; also "
+        "the copy of an .onnx source) keep their weights in `<file>.data` beside them when larger than this, or, "
+        "for the dynamo exporter, when the model's parameters are; the .data file is hashed in the manifest. "
+        "The FP16, BF16 and fused artifacts move their weights out only past ONNX's 2 GB limit; INT8 ones never.",
     )
 
 
 class SimplifyConfig(Strict):
     tool: Simplifier = Field(Simplifier.onnxslim, description="Graph simplifier: onnxslim, onnxsim or none.")
-
-
-class Fuser(StrEnum):
-    onnxscript = "onnxscript"
-    ort_transformers = "ort_transformers"
 
 
 class OptimizeConfig(Strict):
@@ -441,17 +409,6 @@ class QuantizeConfig(Strict):
     )
 
 
-class Flavour(StrEnum):
-    auto = "auto"
-    tensorrt = "tensorrt"
-    tensorrt_rtx = "tensorrt_rtx"
-
-
-class Int8Route(StrEnum):
-    qdq = "qdq"
-    calibrator = "calibrator"
-
-
 class BuildConfig(Strict):
     flavour: Flavour = Field(
         Flavour.auto, description="TensorRT flavour: auto, tensorrt (10/11) or tensorrt_rtx."
@@ -539,7 +496,7 @@ def _default_tolerances() -> dict[Precision, Tolerance]:
     }
 
 
-def _default_runtime_tolerances() -> dict[str, dict[Precision, Tolerance]]:
+def _default_runtime_tolerances() -> dict[RuntimeName, dict[Precision, Tolerance]]:
     # ONNX Runtime's CUDA provider and TensorRT run FP32 convolutions and matmuls in TF32 by default
     # (10-bit mantissa): an FP32 artifact deployed there differs from PyTorch's CPU result by ~1e-2.
     tf32 = Tolerance(atol=5e-2, rtol=1e-2, min_cosine=0.9999)
@@ -560,7 +517,7 @@ class VerifyConfig(Strict):
     tolerances: dict[Precision, Tolerance] = Field(
         default_factory=_default_tolerances, description="Default tolerance per precision."
     )
-    runtime_tolerances: dict[str, dict[Precision, Tolerance]] = Field(
+    runtime_tolerances: dict[RuntimeName, dict[Precision, Tolerance]] = Field(
         default_factory=_default_runtime_tolerances,
         description="Per-runtime overrides of the precision defaults. By default FP32 on onnxruntime-cuda and "
         "tensorrt allows for TF32 math, which both use unless told otherwise.",
@@ -571,7 +528,7 @@ class VerifyConfig(Strict):
         description="Folder of .npy/.npz input files, or a Polygraphy inputs JSON file (--load-inputs), to "
         "verify on instead of random data.",
     )
-    runtimes: list[str] = Field(
+    runtimes: list[RuntimeName] = Field(
         default_factory=list,
         description="Runtimes to verify on (default: every ONNX/engine runtime; those not installed are listed as skipped).",
     )
@@ -597,7 +554,7 @@ class BenchConfig(Strict):
         default_factory=list,
         description="Batch-size sweep for dynamic models (default: the min, opt and max batch).",
     )
-    runtimes: list[str] = Field(
+    runtimes: list[RuntimeName] = Field(
         default_factory=list, description="Runtimes to bench on (default: every one available)."
     )
     baseline: bool = Field(
@@ -796,6 +753,19 @@ def load_yaml_document(path: Path) -> tuple[dict[str, Any], YamlPositions]:
     return data, _yaml_positions(text)
 
 
+def resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
+    """Data folders in a config file are relative to the file (when they exist there); `out` and the model
+    spec stay relative to the current folder."""
+    for section in ("calibration", "evaluation"):
+        source = data.get(section)
+        if not isinstance(source, dict):
+            continue
+        for key in ("folder", "images"):
+            value = source.get(key)
+            if isinstance(value, str) and not Path(value).is_absolute() and (base / value).exists():
+                source[key] = str(base / value)
+
+
 MAX_YAML_NODES = 100_000
 MAX_CONFIG_BYTES = 4 << 20  # a config is settings, not data: a few KiB in practice
 
@@ -966,21 +936,26 @@ def _fields_at(loc: tuple[Any, ...], data: dict[str, Any]) -> list[str]:
         field = model.model_fields.get(str(part))
         if field is None:
             return []
-        model = _model_in(field.annotation)
-        if model is None and path:
-            # a dict[str, Model] or list[Model] field: skip the key/index
+        model = nested_model(field.annotation)
+        if path and _holds_many(field.annotation):  # dict[str, Model] or list[Model]: skip the key or index
             path.pop(0)
-            model = _model_in(field.annotation, inner=True)
     return list(model.model_fields) if model is not None else []
 
 
-def _model_in(annotation: Any, inner: bool = False) -> type[BaseModel] | None:
+def _holds_many(annotation: Any) -> bool:
+    import typing
+
+    return any(typing.get_origin(a) in (list, dict) for a in (annotation, *typing.get_args(annotation)))
+
+
+def nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field holds, directly or inside a list, dict or `| None` (e.g. dict[str, InputSpec])."""
     import typing
 
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in typing.get_args(annotation):
-        found = _model_in(arg, inner)
+        found = nested_model(arg)
         if found is not None:
             return found
     return None

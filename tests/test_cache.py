@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import CNN_SHAPES, manifest
 
 CNN = [*CNN_SHAPES, "--exporter", "torchscript", "--precision", "fp32,fp16", "--no-bench"]
+EXPORT = [*CNN_SHAPES, "--exporter", "torchscript"]  # export takes no precision or bench flags
 
 
 def _compile(cli, out: Path, cache: Path, *extra: str):
@@ -115,20 +116,20 @@ def test_host_bound_stages_are_keyed_by_the_machine():
 
 
 def test_no_cache_by_default(cli, tmp_path):
-    result = cli("export", *CNN, "-o", tmp_path / "o", "--json")
+    result = cli("export", *EXPORT, "-o", tmp_path / "o", "--json")
     assert result.code == 0
     assert result.json()["cache"] is None and result.json()["manifest"]["cache"] is None
 
 
 def test_bad_cache_urls_are_usage_or_missing_package_errors(cli, tmp_path):
-    result = cli("export", *CNN, "-o", tmp_path / "o", "--cache", "nosuchproto://bucket/x")
+    result = cli("export", *EXPORT, "-o", tmp_path / "o", "--cache", "nosuchproto://bucket/x")
     assert result.code == 2 and "--cache nosuchproto://bucket/x" in result.err
     a_file = tmp_path / "file"
     a_file.write_text("x")
-    result = cli("export", *CNN, "-o", tmp_path / "o", "--cache", f"file://{a_file}/sub")
+    result = cli("export", *EXPORT, "-o", tmp_path / "o", "--cache", f"file://{a_file}/sub")
     assert result.code == 2 and "cannot create" in result.err
     if importlib.util.find_spec("s3fs") is None:
-        result = cli("export", *CNN, "-o", tmp_path / "o", "--cache", "s3://bucket/prefix")
+        result = cli("export", *EXPORT, "-o", tmp_path / "o", "--cache", "s3://bucket/prefix")
         assert result.code == 3 and "infercc[cloud]" in result.err
 
 

@@ -65,7 +65,10 @@ def test_usage_errors_of_the_command_line_exit_2(tmp_path: Path) -> None:
         (["compile", "--model", CNN, "--set", "verify.samples"], ["expected dotted.key=VALUE"]),
         (["compile", "--model", CNN, "--set", "verify.smaples=3"], ["did you mean 'samples'"]),
         (["compile", "--model", CNN, "--set", "verify.samples=[1"], ["not valid YAML"]),
-        (["compile", "--model", CNN, "--precision", "fp64"], ["precisions.0", "'fp64'"]),
+        (
+            ["compile", "--model", CNN, "--precision", "fp64"],
+            ["--precision", "'fp64' is not one of fp32, fp16"],
+        ),
         (["compile", "--model", CNN, "--lock-wait", "-1"], ["lock_wait_s"]),
         (["compile", "--model", CNN, "--model-arg", "novalue"], ["expected KEY=VALUE"]),
         (["compile", "--model", CNN, "--calib", "/no/such/folder"], ["--calib", "not a folder"]),

@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from infercc.config import CompileConfig, load_yaml_document, parse_config
+from infercc.config import (
+    CalibrationMethod,
+    CompileConfig,
+    Exporter,
+    Int8Route,
+    Precision,
+    Reference,
+    Simplifier,
+    Target,
+    load_yaml_document,
+    parse_config,
+    resolve_relative_paths,
+)
 from infercc.errors import UsageError
 from infercc.pipeline.manifest import MANIFEST_NAME, load_manifest
 from infercc.pipeline.plan import UNNAMED
@@ -19,28 +32,77 @@ from infercc.shapes import parse_named_shapes, split_specs
 
 @dataclass
 class Flags:
+    """The command-line values that override the config. Field names are the commands' parameter names, so a
+    command's parsed parameters (typer's ctx.params) fill it; a command without an option leaves its default."""
+
     model: str | None = None
-    model_args: list[str] = field(default_factory=list)
+    model_arg: list[str] = field(default_factory=list)  # KEY=VALUE
     weights: Path | None = None
     allow_pickle: bool = False
     shape: list[str] = field(default_factory=list)
     min_shape: list[str] = field(default_factory=list)
     opt_shape: list[str] = field(default_factory=list)
     max_shape: list[str] = field(default_factory=list)
-    dtypes: list[str] = field(default_factory=list)  # NAME:int64
-    val_ranges: list[str] = field(default_factory=list)  # NAME:[LOW,HIGH]
-    dim_names: list[str] = field(default_factory=list)  # NAME:AXIS=LABEL
+    dtype: list[str] = field(default_factory=list)  # NAME:int64
+    val_range: list[str] = field(default_factory=list)  # NAME:[LOW,HIGH]
+    dim_name: list[str] = field(default_factory=list)  # NAME:AXIS=LABEL
     out: Path | None = None
-    exporter: str | None = None
+    exporter: Exporter | None = None
     opset: int | None = None
-    simplifier: str | None = None
-    precision: str | None = None
+    simplifier: Simplifier | None = None
+    precision: list[Precision] = field(default_factory=list)
+    target: list[Target] = field(default_factory=list)
     calib: str | None = None
-    target: str | None = None
+    eval_: str | None = None
+    calib_method: CalibrationMethod | None = None
+    workspace: int | None = None
+    timing_cache: Path | None = None
+    compute_capability: list[str] = field(default_factory=list)
+    builder_optimization_level: int | None = None
+    int8_route: Int8Route | None = None
+    reference: Reference | None = None
+    inputs: Path | None = None
+    load_inputs: Path | None = None
+    seed: int | None = None
+    iterations: int | None = None
+    warmup: int | None = None
+    duration: float | None = None
+    threads: int | None = None
+    batch_sizes: list[int] = field(default_factory=list)
+    no_bench: bool = False
     lock_wait: float | None = None
-    eval: str | None = None
-    sets: list[str] = field(default_factory=list)  # dotted.key=VALUE overrides (--set)
-    extra: dict[str, Any] = field(default_factory=dict)  # dotted.key -> value, set by stage-specific commands
+    set_: list[str] = field(default_factory=list)  # dotted.key=VALUE overrides (--set), applied last
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> Flags:
+        """The fields among a command's parsed parameters (the others, such as --json, are not config)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in params.items() if k in names and v is not None})
+
+
+# flags that set one config key each
+CONFIG_KEYS = {
+    "out": "out",
+    "weights": "model.weights",
+    "exporter": "export.exporter",
+    "opset": "export.opset",
+    "simplifier": "simplify.tool",
+    "precision": "precisions",
+    "target": "targets",
+    "calib_method": "quantize.method",
+    "workspace": "build.workspace_mib",
+    "timing_cache": "build.timing_cache",
+    "compute_capability": "build.compute_capabilities",
+    "builder_optimization_level": "build.optimization_level",
+    "int8_route": "build.int8_route",
+    "reference": "verify.reference",
+    "seed": "verify.seed",
+    "iterations": "bench.iterations",
+    "warmup": "bench.warmup",
+    "duration": "bench.duration_s",
+    "threads": "bench.threads",
+    "batch_sizes": "bench.batch_sizes",
+}
 
 
 def load_settings(config_path: Path | None, flags: Flags, notes: list[str] | None = None) -> CompileConfig:
@@ -58,7 +120,7 @@ def load_settings(config_path: Path | None, flags: Flags, notes: list[str] | Non
     elif config_path is not None:
         data, positions = load_yaml_document(config_path)
         origin = str(config_path)
-        _resolve_relative_paths(data, config_path.parent)
+        resolve_relative_paths(data, config_path.parent)
         # a value still equal to the file's came from the file: its errors cite the file's line
         file_data = copy.deepcopy(data)
     elif flags.model is None:
@@ -72,7 +134,7 @@ def load_settings(config_path: Path | None, flags: Flags, notes: list[str] | Non
         )
     else:
         data, origin = {}, "flags"
-    _apply_flags(data, flags)
+    apply_flags(data, flags)
     config = parse_config(data, origin, positions=positions, file_data=file_data)
     notes.extend(omitted_opt_notes(config))
     return config
@@ -121,19 +183,6 @@ def omitted_opt_notes(config: CompileConfig) -> list[str]:
     return notes
 
 
-def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
-    """Paths in a config file are relative to the file, except `out` and the model spec (relative to cwd)."""
-    for section, key in (
-        ("calibration", "folder"),
-        ("calibration", "images"),
-        ("evaluation", "folder"),
-        ("evaluation", "images"),
-    ):
-        value = (data.get(section) or {}).get(key) if isinstance(data.get(section), dict) else None
-        if isinstance(value, str) and not Path(value).is_absolute() and (base / value).exists():
-            data[section][key] = str(base / value)
-
-
 def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
     node = data
     parts = dotted.split(".")
@@ -144,16 +193,50 @@ def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _apply_flags(data: dict[str, Any], flags: Flags) -> None:
+def apply_flags(data: dict[str, Any], flags: Flags) -> None:
+    """Write the flags into the config data (before validation); --set comes last and wins."""
+    _apply_model_flags(data, flags)
+    _apply_input_flags(data, flags)
+    for name, dotted in CONFIG_KEYS.items():
+        value = getattr(flags, name)
+        if value is not None and value != []:
+            _set(data, dotted, _plain(value))
+    if flags.calib:
+        data["calibration"] = _calib_source(flags.calib, data.get("calibration"))
+    if flags.eval_:
+        data["evaluation"] = _calib_source(flags.eval_, data.get("evaluation"))
+    verify_inputs = _verify_inputs(flags.inputs, flags.load_inputs)
+    if verify_inputs is not None:
+        _set(data, "verify.inputs", verify_inputs)
+    if flags.no_bench:
+        _set(data, "bench.enabled", False)
+    if flags.lock_wait is not None:
+        data["lock"] = "wait" if flags.lock_wait > 0 else "fail"
+        data["lock_wait_s"] = flags.lock_wait
+    for item in flags.set_:
+        _apply_set(data, item)
+
+
+def _plain(value: Any) -> Any:
+    """A flag's value as config data: Enums by value, paths as text."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _apply_model_flags(data: dict[str, Any], flags: Flags) -> None:
     if flags.model is not None:
         model = data.get("model") if isinstance(data.get("model"), dict) else {}
         if model.get("source") != flags.model:
-            model = {
-                "source": flags.model
-            }  # a different model: its factory kwargs/output names no longer apply
+            # a different model: its factory kwargs and output names no longer apply
+            model = {"source": flags.model}
             data["inputs"] = {} if not flags.shape and not flags.opt_shape else data.get("inputs", {})
         data["model"] = model
-    for item in flags.model_args:
+    for item in flags.model_arg:
         if "=" not in item:
             raise UsageError(
                 f"--model-arg {item!r}: expected KEY=VALUE.", hint="For example --model-arg num_classes=10."
@@ -164,10 +247,14 @@ def _apply_flags(data: dict[str, Any], flags: Flags) -> None:
         except yaml.YAMLError:
             value = raw
         _set(data, f"model.kwargs.{key.strip()}", value)
-    if flags.weights is not None:
-        _set(data, "model.weights", str(flags.weights))
     if flags.allow_pickle:
         _set(data, "model.allow_pickle", True)
+
+
+def _apply_input_flags(data: dict[str, Any], flags: Flags) -> None:
+    def entry(name: str | None) -> dict[str, Any]:
+        return data.setdefault("inputs", {}).setdefault(name or UNNAMED, {})
+
     for flag, key, values in (
         ("--shape", "shape", flags.shape),
         ("--min-shape", "min", flags.min_shape),
@@ -175,59 +262,43 @@ def _apply_flags(data: dict[str, Any], flags: Flags) -> None:
         ("--max-shape", "max", flags.max_shape),
     ):
         for name, dims in parse_named_shapes(values, flag).items():
-            inputs = data.setdefault("inputs", {})
-            entry = inputs.setdefault(name if name is not None else UNNAMED, {})
+            spec = entry(name)
             if key == "shape":  # a static --shape replaces any range from the config
                 for k in ("min", "opt", "max"):
-                    entry.pop(k, None)
-            entry[key] = list(dims)
-    for spec in split_specs(flags.dtypes):
-        name, _, dtype = spec.rpartition(":")
-        data.setdefault("inputs", {}).setdefault(name or UNNAMED, {})["dtype"] = dtype.strip().lower()
-    for spec in split_specs(flags.dim_names):
-        name, axis, label = _parse_dim_name(spec)
-        entry = data.setdefault("inputs", {}).setdefault(name or UNNAMED, {})
-        entry.setdefault("dim_names", {})[axis] = label
-    for spec in split_specs(flags.val_ranges):
-        name, low, high = _parse_range(spec)
-        entry = data.setdefault("inputs", {}).setdefault(name or UNNAMED, {})
-        entry["low"], entry["high"] = low, high
-    simple = {
-        "out": str(flags.out) if flags.out else None,
-        "export.exporter": flags.exporter,
-        "export.opset": flags.opset,
-        "simplify.tool": flags.simplifier,
-    }
-    for dotted, value in simple.items():
-        if value is not None:
-            _set(data, dotted, value)
-    if flags.precision:
-        data["precisions"] = [p.strip().lower() for p in flags.precision.split(",") if p.strip()]
-    if flags.target:
-        data["targets"] = [t.strip().lower() for t in flags.target.split(",") if t.strip()]
-    if flags.calib:
-        data["calibration"] = _calib_source(flags.calib, data.get("calibration"))
-    if flags.eval:
-        data["evaluation"] = _calib_source(flags.eval, data.get("evaluation"))
-    if flags.lock_wait is not None:
-        data["lock"] = "wait" if flags.lock_wait > 0 else "fail"
-        data["lock_wait_s"] = flags.lock_wait
-    for dotted, value in flags.extra.items():
-        if value is not None:
-            _set(data, dotted, value)
-    for item in flags.sets:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(
-                f"--set {item!r}: expected dotted.key=VALUE.", hint="For example --set verify.samples=8."
-            )
-        try:
-            value = yaml.safe_load(raw) if raw else None
-        except yaml.YAMLError as exc:
-            raise UsageError(
-                f"--set {item!r}: the value is not valid YAML ({exc.__class__.__name__})."
-            ) from None
-        _set(data, key.strip(), value)
+                    spec.pop(k, None)
+            spec[key] = list(dims)
+    for item in split_specs(flags.dtype):
+        name, _, dtype = item.rpartition(":")
+        entry(name)["dtype"] = dtype.strip().lower()
+    for item in split_specs(flags.dim_name):
+        name, axis, label = _parse_dim_name(item)
+        entry(name).setdefault("dim_names", {})[axis] = label
+    for item in split_specs(flags.val_range):
+        name, low, high = _parse_range(item)
+        spec = entry(name)
+        spec["low"], spec["high"] = low, high
+
+
+def _apply_set(data: dict[str, Any], item: str) -> None:
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(
+            f"--set {item!r}: expected dotted.key=VALUE.", hint="For example --set verify.samples=8."
+        )
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--set {item!r}: the value is not valid YAML ({exc.__class__.__name__}).") from None
+    _set(data, key.strip(), value)
+
+
+def _verify_inputs(folder: Path | None, polygraphy_file: Path | None) -> str | None:
+    if folder is not None and polygraphy_file is not None:
+        raise UsageError("--inputs and --load-inputs both give verify inputs.", hint="Pass one of them.")
+    if polygraphy_file is not None and polygraphy_file.suffix.lower() != ".json":
+        raise UsageError(f"--load-inputs {polygraphy_file}: expected a Polygraphy .json inputs file.")
+    chosen = folder or polygraphy_file
+    return str(chosen) if chosen else None
 
 
 def _parse_dim_name(spec: str) -> tuple[str, int, str]:

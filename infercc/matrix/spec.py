@@ -13,7 +13,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from infercc.config import Precision, Strict, Target, load_yaml_document, parse_config
+from infercc.config import (
+    Precision,
+    Strict,
+    Target,
+    load_yaml_document,
+    parse_config,
+    resolve_relative_paths,
+)
 from infercc.errors import UsageError
 from infercc.fsutil import sha256_json
 
@@ -32,7 +39,7 @@ def _target_entry(value: Any) -> Any:
 class TargetSpec(Strict):
     """A column of the matrix: a target, optionally on a GPU type (`tensorrt@H100`)."""
 
-    target: Target = Field(description="onnxruntime or tensorrt.")
+    target: Target = Field(description="What the job builds for, as a config's `targets` entry.")
     gpu: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
@@ -58,8 +65,8 @@ class MatrixConfig(Strict):
     )
     targets: list[TargetSpec] | None = Field(
         None,
-        description="Columns, crossed with every model: onnxruntime, tensorrt, or TARGET@GPU "
-        "(e.g. tensorrt@H100; or a mapping {target, gpu}). Default: each config's own targets.",
+        description="Columns, crossed with every model: a target, or TARGET@GPU (e.g. tensorrt@H100; or a "
+        "mapping {target, gpu}). Default: each config's own targets.",
     )
     defaults: dict[str, Any] = Field(
         default_factory=dict,
@@ -153,12 +160,10 @@ def expand_jobs(matrix: MatrixConfig, matrix_path: Path, out: Path | None = None
 
 
 def _model_entry(entry: str | dict[str, Any], index: int, base: Path) -> tuple[dict[str, Any], str, str]:
-    from infercc.cli.settings import _resolve_relative_paths
-
     if isinstance(entry, str):
         path = Path(entry) if Path(entry).is_absolute() else base / entry
         data, _ = load_yaml_document(path)
-        _resolve_relative_paths(data, path.parent)
+        resolve_relative_paths(data, path.parent)
         return data, _safe_name(path.stem), str(path)
     data = copy.deepcopy(entry)
     name = data.pop(MATRIX_NAME_KEY, None)
