@@ -120,7 +120,6 @@ def test_the_cycle_finder_sees_function_level_and_package_init_cycles(tmp_path: 
     assert import_graph(pkg)["pkg.sub.inner"] == {"pkg.sub.helper", "pkg.sub"}
 
 
-@pytest.mark.xfail(strict=False, reason="issue 13 in progress")
 def test_no_import_cycle_between_modules() -> None:
     cycles = import_cycles(import_graph(PACKAGE))
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
@@ -168,7 +167,6 @@ def test_the_length_check_counts_a_function_from_def_to_its_last_line(tmp_path: 
     ]
 
 
-@pytest.mark.xfail(strict=False, reason="issue 13 in progress")
 def test_no_function_over_80_lines() -> None:
     found = long_functions(PACKAGE, MAX_FUNCTION_LINES)
     assert not found, "\n".join(found)
