@@ -31,6 +31,7 @@ from infercc.sequences import StatePlan, decision_figures, run_input, state_plan
 from infercc.stages.results import (
     BudgetJudgement,
     Check,
+    OutputFigures,
     OutputSummary,
     Unverified,
     VerifyEntry,
@@ -530,7 +531,7 @@ class Pair:
 
     def compare_set(self, s: InputSet, outputs: dict[str, np.ndarray]) -> None:
         """Each output of one input set against its reference, per sample (split_tolerance)."""
-        point: dict[str, Any] = {}
+        point: dict[str, OutputFigures] = {}
         for out_name, ref in (s.expected or {}).items():
             if out_name not in outputs:
                 message = f"output {out_name} is missing (the artifact gives {', '.join(outputs)})"
@@ -540,7 +541,7 @@ class Pair:
             kind = self.kinds.setdefault(out_name, output_kind(out_name, ref, self.config.model.output_kinds))
             per_sample, _ = split_tolerance(self.tolerance(out_name))
             metrics = compare(got, ref, per_sample, kind)
-            point[out_name] = metrics.to_dict()
+            point[out_name] = OutputFigures.model_validate(metrics.to_dict())
             for check in metrics.checks:
                 self.failed(out_name, s.label, check)
             if metrics.shape_match:
