@@ -66,13 +66,9 @@ class Described:
 
 def _registered_runtime(name: str) -> str:
     # imported when a config is validated, not when this module is: the registry's module loads numpy
-    from infercc.runtimes.base import REGISTRY
+    from infercc.runtimes.base import check_runtime_names
 
-    if name not in REGISTRY:
-        close = difflib.get_close_matches(name, list(REGISTRY), n=1)
-        guess = f"; did you mean '{close[0]}'?" if close else "."
-        raise ValueError(f"Unknown runtime {name!r}{guess} Known runtimes: {', '.join(REGISTRY)}.")
-    return name
+    return check_runtime_names([name])[0]
 
 
 # a name registered in infercc.runtimes (pytorch-cpu, onnxruntime-cpu, tensorrt, ...)

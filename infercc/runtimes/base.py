@@ -197,16 +197,14 @@ def runtime_names() -> list[str]:
 
 
 def check_runtime_names(names: Iterable[str]) -> list[str]:
-    """`names` when every one is registered; a ValueError naming the unknown ones (with the closest known name)
-    otherwise, for the config's validators."""
+    """`names` when every one is registered; a ValueError naming the first unknown one (with the closest known
+    name) otherwise, for the config's validators."""
     names = list(names)
-    unknown = [n for n in names if n not in REGISTRY]
-    if unknown:
-        close = {n: difflib.get_close_matches(n, REGISTRY, n=1) for n in unknown}
-        said = ", ".join(
-            f"{n!r}" + (f" (did you mean {close[n][0]!r}?)" if close[n] else "") for n in unknown
-        )
-        raise ValueError(f"unknown runtime {said}; known runtimes: {', '.join(REGISTRY)}")
+    for name in names:
+        if name not in REGISTRY:
+            close = difflib.get_close_matches(name, list(REGISTRY), n=1)
+            guess = f"; did you mean '{close[0]}'?" if close else "."
+            raise ValueError(f"Unknown runtime {name!r}{guess} Known runtimes: {', '.join(REGISTRY)}.")
     return names
 
 
