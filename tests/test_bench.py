@@ -106,7 +106,14 @@ def test_compile_ends_with_verify_bench_report(cli, tmp_path: Path) -> None:
     names = {(r["artifact"], r["runtime"]) for r in report["bench"]["results"]}
     assert ("pytorch", "pytorch-cpu") in names and ("fp32", "onnxruntime-cpu") in names
     fp32 = next(r for r in report["bench"]["results"] if r["artifact"] == "fp32")
-    assert fp32["batches"]["1"]["speedup"] > 0 and fp32["threads"] == 1
+    eager = next(r for r in report["bench"]["results"] if r["artifact"] == "pytorch")
+    timed, baseline = fp32["batches"]["1"], eager["batches"]["1"]
+    # a busy machine gives no ratio, and says so: the test suite itself may be that busy machine
+    assert timed.get("speedup", 0) > 0 or timed.get("disturbed") or baseline.get("disturbed"), (
+        timed,
+        baseline,
+    )
+    assert fp32["threads"] == 1
     assert report["selection"]["runtimes"][0]["chosen"] in {"fp32", "fp32-ort", "onnx"}
     html = (out / "report.html").read_text()
     assert html.count("<svg") >= 2 and "Latency vs batch" in html and "Accuracy vs speed" in html

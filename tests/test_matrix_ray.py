@@ -174,7 +174,10 @@ def test_matrix_on_ray_then_every_stage_from_the_cache(ray_head, tmp_path):
     assert doc["cache"]["misses"] > 0
     for cell in doc["cells"]:  # rows models, columns targets: the selected artifact, speed-up, accuracy
         assert cell["status"] == "ok" and cell["selected"]["artifact"] in ("onnx", "fp32", "fp32-ort", "fp16")
-        assert cell["selected"]["speedup"] > 0 and cell["selected"]["accuracy"]["cosine"] > 0.99
+        # no ratio when a busy machine disturbed the timing (the bench stage's verdict); the time is always there
+        speedup = cell["selected"]["speedup"]
+        assert cell["selected"]["p50_ms"] > 0 and (speedup is None or speedup > 0)
+        assert cell["selected"]["accuracy"]["cosine"] > 0.99
         assert Path(cell["selected"]["path"]).is_file()
     assert (tmp_path / "a" / "matrix.html").read_text().count("<tr>") >= 4
     assert not _listening_beyond_loopback()
