@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from infercc.data.sources import Dataset, Feeds, Item, ModelInputs, check_feed
+from infercc.data.sources import Dataset, Feeds, Item, ModelInputs, check_feed, name_mismatch
 from infercc.errors import UsageError
 from infercc.fsutil import sha256_json
 from infercc.sequences import StatePlan, rollout
@@ -104,14 +104,10 @@ def check_sequence(sequence: Any, inputs: ModelInputs, plan: StatePlan, where: s
             f"{type(sequence).__name__}.",
             hint=f"Give {', '.join(plan.stepped)} as (T, ...) arrays (docs/sequences.md).",
         )
-    unknown = sorted(str(k) for k in sequence if k not in inputs.names)
-    missing = [n for n in plan.stepped if n not in sequence]
-    if unknown or missing:
-        parts = ([f"unknown input {', '.join(unknown)}"] if unknown else []) + (
-            [f"missing input {', '.join(missing)}"] if missing else []
-        )
+    mismatch = name_mismatch(sequence, inputs.names, plan.stepped)
+    if mismatch:
         raise UsageError(
-            f"{where}: {'; '.join(parts)}; each step takes {', '.join(plan.stepped)} (state: "
+            f"{where}: {mismatch}; each step takes {', '.join(plan.stepped)} (state: "
             f"{', '.join(plan.state_inputs)}).",
             hint="Key each array by the model's input name; state inputs are optional (their initial value).",
         )

@@ -116,6 +116,17 @@ def _stack(pending: list[tuple[Feeds, list[int] | None]]) -> tuple[Feeds, list[i
 # --- checks -------------------------------------------------------------------------------------
 
 
+def name_mismatch(given: dict[Any, Any], known: list[str], required: list[str]) -> str:
+    """'unknown input a; missing input b' for keys of `given` not in `known` and `required` names not in it,
+    or '' when the names fit."""
+    unknown = sorted(str(k) for k in given if k not in known)
+    missing = [n for n in required if n not in given]
+    parts = ([f"unknown input {', '.join(unknown)}"] if unknown else []) + (
+        [f"missing input {', '.join(missing)}"] if missing else []
+    )
+    return "; ".join(parts)
+
+
 def check_feed(feed: Any, inputs: ModelInputs, where: str) -> Feeds:
     """A batch must name exactly the model's inputs, with their dtypes and shapes within the declared ranges."""
     if not isinstance(feed, dict):
@@ -123,14 +134,10 @@ def check_feed(feed: Any, inputs: ModelInputs, where: str) -> Feeds:
             f"{where}: a batch must be a dict of input name -> array, not {type(feed).__name__}.",
             hint=f"Yield {{{', '.join(repr(n) for n in inputs.names)}: array}}.",
         )
-    unknown = sorted(str(k) for k in feed if k not in inputs.names)
-    missing = [n for n in inputs.names if n not in feed]
-    if unknown or missing:
-        parts = ([f"unknown input {', '.join(unknown)}"] if unknown else []) + (
-            [f"missing input {', '.join(missing)}"] if missing else []
-        )
+    mismatch = name_mismatch(feed, inputs.names, inputs.names)
+    if mismatch:
         raise UsageError(
-            f"{where}: {'; '.join(parts)}; the model's inputs are {', '.join(inputs.names)}.",
+            f"{where}: {mismatch}; the model's inputs are {', '.join(inputs.names)}.",
             hint="Key each array by the model's input name (npz keys, dict keys).",
         )
     checked: Feeds = {}
