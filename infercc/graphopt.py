@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import tempfile
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -88,11 +89,16 @@ def named_dims(model: Any) -> Any:
     symbolic shape inference). ONNX's own inference gives each `-1` of a Reshape a fresh unknown name, so with
     a dynamic batch the query, key and value of one attention no longer share their batch dimension and the
     attention rules (which check that they do) match nothing. Best effort: the model unchanged if it fails."""
-    try:
-        symbolic = require("onnxruntime.tools.symbolic_shape_infer", "graph fusion")
-        return symbolic.SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=False)
-    except Exception:
-        return model
+    # when inference is incomplete ONNX Runtime saves "sym_shape_infer_temp.onnx" into the current folder (the
+    # user's): it runs in a scratch folder of its own instead
+    with tempfile.TemporaryDirectory(prefix="infercc-shapes-") as scratch, contextlib.chdir(scratch):
+        try:
+            symbolic = require("onnxruntime.tools.symbolic_shape_infer", "graph fusion")
+            return symbolic.SymbolicShapeInference.infer_shapes(
+                model, auto_merge=True, guess_output_rank=False
+            )
+        except Exception:
+            return model
 
 
 def _onnxscript(model: Any) -> tuple[Any, dict[str, int]]:

@@ -100,3 +100,23 @@ def test_attention_is_fused_with_a_dynamic_batch(tmp_path, cli):
         (value,) = session.run(None, feeds)
         assert value.shape[0] == feeds["input_ids"].shape[0], name
         np.testing.assert_allclose(value, next(iter(expected.values())), atol=1e-4, rtol=1e-3)
+
+
+def test_incomplete_shape_inference_writes_nothing_in_the_current_folder(tmp_path, monkeypatch):
+    """ONNX Runtime's symbolic shape inference saves sym_shape_infer_temp.onnx into the current folder when it
+    cannot finish (here: an op of an unknown domain); the user's folder must stay untouched."""
+    from onnx import TensorProto, helper
+
+    from infercc.graphopt import named_dims
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [
+        helper.make_node("Mystery", ["x"], ["t"], domain="my.custom"),
+        helper.make_node("Relu", ["t"], ["y"]),
+    ]
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("my.custom", 1)]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=opsets)
+    monkeypatch.chdir(tmp_path)
+    assert named_dims(model) is model  # best effort: unchanged when inference is incomplete
+    assert list(tmp_path.iterdir()) == []
