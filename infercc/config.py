@@ -213,7 +213,11 @@ class ExportConfig(Strict):
 
 
 class SimplifyConfig(Strict):
-    tool: Simplifier = Field(Simplifier.onnxslim, description="Graph simplifier: onnxslim, onnxsim or none.")
+    tool: Simplifier = Field(
+        Simplifier.onnxslim,
+        description="Graph simplifier: onnxslim, onnxsim or none. A model over 2 GiB keeps its exported graph "
+        "(both simplifiers serialize it into one protobuf, which cannot exceed 2 GiB), with a note.",
+    )
 
 
 class OptimizeConfig(Strict):

@@ -71,3 +71,21 @@ def test_edited_or_deleted_external_data_is_detected_and_rebuilt(cli, tmp_path):
     assert third.code == 0, third.text
     assert "model.fp32.onnx.data is missing" in third.text
     assert (out / "model.fp32.onnx.data").is_file()
+
+
+def test_a_model_over_the_simplifiers_protobuf_limit_keeps_its_exported_graph(cli, tmp_path, monkeypatch):
+    """onnxslim and onnxsim serialize the whole model into one protobuf (at most 2 GiB): a 2.27 GiB decoder
+    failed after minutes. Over the limit the stage keeps the export's graph and says so; the limit is lowered
+    here to this 2 MB model instead of building one over 2 GiB."""
+    from infercc.stages import simplify
+
+    monkeypatch.setattr(simplify, "SIMPLIFIER_LIMIT_BYTES", 1_000_000)
+    result, out = _compile(cli, tmp_path, "torchscript")
+    assert result.code == 0, result.text
+    stage = json.loads((out / "manifest.json").read_text())["stages"]["simplify"]["metrics"]
+    assert stage["tool"] == "none" and "onnxslim skipped: the model is over 2 GiB" in stage["brief"]
+    assert "onnxslim skipped" in result.out
+    assert _locations(out / "model.fp32.onnx") == {"model.fp32.onnx.data"}
+    session = ort.InferenceSession(str(out / "model.fp32.onnx"), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"input": np.ones((2, 1024), np.float32)})
+    assert y.shape == (2, 8) and np.isfinite(y).all()

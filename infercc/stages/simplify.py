@@ -13,12 +13,13 @@ from infercc.errors import InferccError, StageError, VerificationFailed
 from infercc.fsutil import atomic_path
 from infercc.lazy import require
 from infercc.metrics import compare
-from infercc.onnxutil import check_onnx, load_onnx, op_counts, save_onnx
+from infercc.onnxutil import TWO_GB, check_onnx, external_data_files, load_onnx, op_counts, save_onnx
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import NewArtifact, RunContext, StageOutput
 from infercc.stages.results import SimplifyResult
 
 FP32_FILE = "model.fp32.onnx"
+SIMPLIFIER_LIMIT_BYTES = TWO_GB  # one protobuf; see SimplifyStage.run
 
 
 class SimplifyStage:
@@ -42,14 +43,19 @@ class SimplifyStage:
         source = ctx.path(inputs["onnx"].path)
         model = load_onnx(source)
         before = op_counts(model)
-        tool = ctx.config.simplify.tool
+        tool, note = ctx.config.simplify.tool, ""
+        if tool is not Simplifier.none and model_bytes(source) > SIMPLIFIER_LIMIT_BYTES:
+            # both simplifiers serialize the whole model into one protobuf, which cannot exceed 2 GiB: onnxslim
+            # failed after minutes (EncodeError) on a 2.27 GiB decoder; say so instead and keep the export's graph
+            note = f"{tool.value} skipped: the model is over 2 GiB, which it cannot serialize; graph kept as exported"
+            tool = Simplifier.none
         final = ctx.path(FP32_FILE)
-        if tool is Simplifier.none:
+        if tool is Simplifier.none and not external_data_files(load_onnx(source, with_data=False)):
             with atomic_path(final) as tmp:
                 shutil.copyfile(source, tmp)
             simplified = model
-        else:
-            simplified = _simplify(model, tool)
+        else:  # a plain copy would point at the export's own model.onnx.data: each artifact owns its data
+            simplified = model if tool is Simplifier.none else _simplify(model, tool)
             save_onnx(simplified, final, ctx.config.export.external_data_threshold_mb * 2**20)
         after = op_counts(simplified)
         try:
@@ -63,7 +69,7 @@ class SimplifyStage:
                 NewArtifact("fp32", FP32_FILE, "onnx", precision=None, meta={"simplifier": tool.value})
             ],
             result=SimplifyResult(
-                brief=f"{tool.value}: {sum(before.values())} -> {sum(after.values())} nodes",
+                brief=note or f"{tool.value}: {sum(before.values())} -> {sum(after.values())} nodes",
                 tool=tool.value,
                 nodes_before=sum(before.values()),
                 nodes_after=sum(after.values()),
@@ -72,6 +78,12 @@ class SimplifyStage:
                 parity=figures,
             ),
         )
+
+
+def model_bytes(path: Path) -> int:
+    """The ONNX file plus its external-data files, as stored."""
+    header = load_onnx(path, with_data=False)
+    return path.stat().st_size + sum((path.parent / f).stat().st_size for f in external_data_files(header))
 
 
 def _simplify(model: Any, tool: Simplifier) -> Any:
