@@ -213,14 +213,20 @@ def new_temp_path(final: Path, suffix: str = "") -> Path:
     return Path(tmp_name)
 
 
-def make_owned_dirs(folder: Path) -> None:
-    """mkdir -p, leaving the ownership marker in each folder this call creates (and only those). Inside an output
-    folder this process holds locked, the folder must still be the one it locked (OutDirLock.check)."""
+def check_still_locked(folder: Path) -> None:
+    """Inside an output folder this process holds locked, the folder must still be the one it locked
+    (OutDirLock.check: a StageError when it was deleted or replaced)."""
     if _HELD:
         resolved = Path(folder).resolve()
         for lock in list(_HELD.values()):
             if resolved.is_relative_to(lock.root):
                 lock.check()
+
+
+def make_owned_dirs(folder: Path) -> None:
+    """mkdir -p, leaving the ownership marker in each folder this call creates (and only those), in a folder
+    that is still the one this process locked (check_still_locked)."""
+    check_still_locked(folder)
     missing = []
     probe = Path(folder)
     while not probe.exists() and probe != probe.parent:

@@ -53,6 +53,12 @@ def tree_cpu_s(pid: int) -> float | None:
     return total
 
 
+def subject_cpu_s(pid: int) -> float | None:
+    """A timed subject's CPU seconds: its process tree when it runs in a child of this process (its work may be in
+    a grandchild), only this process when it runs here (this process's other children are not its work)."""
+    return process_cpu_s(pid) if pid == os.getpid() else tree_cpu_s(pid)
+
+
 def machine_busy_s() -> float | None:
     """CPU seconds every core of the machine spent busy since boot (from /proc/stat: all but idle and iowait)."""
     try:
@@ -83,12 +89,12 @@ class CpuSample:
     @classmethod
     def start(cls, pid: int) -> CpuSample:
         own = process_cpu_s(os.getpid()) if pid != os.getpid() else 0.0
-        return cls(pid, time.perf_counter(), tree_cpu_s(pid), own, machine_busy_s())
+        return cls(pid, time.perf_counter(), subject_cpu_s(pid), own, machine_busy_s())
 
     def stop(self) -> dict[str, Any]:
         """wall_s, cpu_s (the timed process), foreign_share (the share of all cores that other processes used)."""
         wall = time.perf_counter() - self.wall
-        busy, cpu = machine_busy_s(), tree_cpu_s(self.pid)
+        busy, cpu = machine_busy_s(), subject_cpu_s(self.pid)
         own = process_cpu_s(os.getpid()) if self.pid != os.getpid() else 0.0
         figures: dict[str, Any] = {"wall_s": round(wall, 6), "cpu_s": None, "foreign_share": None}
         if cpu is None or self.cpu is None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infercc.errors import InferccError, StageError
-from infercc.fsutil import remove_stale_temporaries, sha256_file, sha256_json
+from infercc.fsutil import check_still_locked, remove_stale_temporaries, sha256_file, sha256_json
 from infercc.lazy import version_of
 from infercc.pipeline import loadcheck
 from infercc.pipeline.manifest import (
@@ -187,6 +187,8 @@ def _run_one(
         if output.error is None and not output.skipped:
             output = loadcheck.gate(ctx, output)  # every written artifact loads on its target runtimes
     except InferccError as exc:
+        # a stage that found its input gone because the whole folder was deleted says that, not "file missing"
+        check_still_locked(ctx.out)
         record = StageRecord(
             name=stage.name,
             key=key,
