@@ -89,3 +89,23 @@ def test_a_model_over_the_simplifiers_protobuf_limit_keeps_its_exported_graph(cl
     session = ort.InferenceSession(str(out / "model.fp32.onnx"), providers=["CPUExecutionProvider"])
     (y,) = session.run(None, {"input": np.ones((2, 1024), np.float32)})
     assert y.shape == (2, 8) and np.isfinite(y).all()
+
+
+def test_a_large_fp16_graph_keeps_its_weights_beside_it_under_the_final_name(cli, tmp_path):
+    """The FP16 candidates are written in an infercc temp folder with their data; only the accepted one is moved
+    into place, data first, so `location` names model.fp16.onnx.data and no earlier artifact's data is touched."""
+    (tmp_path / "wide.py").write_text(MODEL)
+    out = tmp_path / "out"
+    args = ["compile", "--model", f"{tmp_path / 'wide.py'}:build", "--shape", "input:2x1024", "--precision"]
+    args += ["fp32,fp16", "--no-bench", "--set", "export.external_data_threshold_mb=1", "-o", out]
+    result = cli(*args)
+    assert result.code == 0, result.text
+    assert _locations(out / "model.fp16.onnx") == {"model.fp16.onnx.data"}
+    assert (out / "model.fp16.onnx.data").stat().st_size > 1_000_000
+    assert not [p for p in out.rglob(f"{TMP_PREFIX}*")], "a temporary file or folder was left behind"
+    session = ort.InferenceSession(str(out / "model.fp16.onnx"), providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: np.ones((2, 1024), np.float32)}
+    if session.get_inputs()[0].type == "tensor(float16)":
+        feed = {k: v.astype(np.float16) for k, v in feed.items()}
+    (y,) = session.run(None, feed)
+    assert y.shape == (2, 8) and np.isfinite(y.astype(np.float32)).all()

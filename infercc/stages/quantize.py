@@ -93,7 +93,7 @@ class Fp16Stage:
         return ("onnx", "onnxruntime", "onnxruntime-gpu")
 
     def run(self, ctx: RunContext, inputs: dict[str, ArtifactRecord]) -> StageOutput:
-        from infercc.fsutil import atomic_path
+        from infercc.fsutil import atomic_bundle
         from infercc.onnxutil import load_onnx
         from infercc.quantization.accuracy import brief
 
@@ -105,7 +105,9 @@ class Fp16Stage:
         search = _Fp16Search(
             ctx, load_onnx(ctx.path(inputs[self.source].path)), fp32_outputs(ctx, inputs[self.source])
         )
-        with atomic_path(final) as candidate:
+        with atomic_bundle(
+            final
+        ) as candidate:  # large graphs: data beside it, both moved into place at the end
             info, figures = search.run(candidate)
         result = Fp16Result(
             accuracy=figures,
@@ -171,7 +173,7 @@ class _Fp16Search:
         self.names = {n.name for n in model.graph.node}
 
     def run(self, candidate: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        from infercc.onnxutil import TWO_GB
+        from infercc.onnxutil import save_onnx
         from infercc.quantization.accuracy import accuracy, run_model
         from infercc.quantization.fp16 import blocked_summary, convert_model, load_failures
 
@@ -185,7 +187,7 @@ class _Fp16Search:
             converted = convert_model(
                 self.model, keep_io=q.fp16_keep_io, block_ops=q.fp16_block_ops, block_nodes=self.block_nodes
             )
-            _save_candidate(converted, candidate, TWO_GB)
+            save_onnx(converted, candidate, self.ctx.config.export.external_data_threshold_mb * 2**20)
             failures = load_failures(candidate, self.runtimes, first_feed)
             if failures:
                 self._unloadable(failures, last)
@@ -266,21 +268,6 @@ class _Fp16Search:
         )
         warn_once(self.ctx, [f"quantize-fp16: {self.notes[-1]}"])
         return True
-
-
-def _save_candidate(model: Any, path: Any, limit: int) -> None:
-    import onnx
-
-    if model.ByteSize() <= limit:
-        onnx.save(model, str(path))
-    else:  # pragma: no cover - very large models: weights beside the final name
-        onnx.save(
-            model,
-            str(path),
-            save_as_external_data=True,
-            all_tensors_to_one_file=True,
-            location=f"{FP16_FILE}.data",
-        )
 
 
 # --- calibration ----------------------------------------------------------------------------------
