@@ -205,10 +205,11 @@ class ExportConfig(Strict):
     external_data_threshold_mb: int = Field(
         1800,
         ge=1,
-        description="MiB (2^20 bytes). The ONNX files export and simplify write (model.onnx, model.fp32.onnx; also "
-        "the copy of an .onnx source) keep their weights in `<file>.data` beside them when larger than this, or, "
-        "for the dynamo exporter, when the model's parameters are; the .data file is hashed in the manifest. "
-        "The FP16, BF16 and fused artifacts move their weights out only past ONNX's 2 GB limit; INT8 ones never.",
+        description="MiB (2^20 bytes). The ONNX files export, simplify and FP16 write (model.onnx, model.fp32.onnx, "
+        "model.fp16.onnx; also the copy of an .onnx source) keep their weights in `<file>.data` beside them when "
+        "larger than this, or, for the dynamo exporter, when the model's parameters are; the .data file is hashed "
+        "in the manifest. The BF16 and fused artifacts move their weights out only past ONNX's 2 GB limit; INT8 "
+        "ones never.",
     )
 
 
