@@ -75,6 +75,7 @@ class LockMode(StrEnum):
 
 
 class Fuser(StrEnum):
+    packed_attention = "packed_attention"
     onnxscript = "onnxscript"
     ort_transformers = "ort_transformers"
 

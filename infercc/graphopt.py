@@ -1,5 +1,6 @@
-"""Fusions for ONNX Runtime: onnxscript's ort_fusions rewriter and ONNX Runtime's transformer optimizer turn
-attention, LayerNorm+residual, Gelu and rotary patterns into com.microsoft ops that ORT runs as one kernel.
+"""Fusions for ONNX Runtime: infercc's packed-QKV attention rule (infercc.packed_attention), onnxscript's
+ort_fusions rewriter and ONNX Runtime's transformer optimizer turn attention, LayerNorm+residual, Gelu and rotary
+patterns into com.microsoft ops that ORT runs as one kernel.
 
 A fuser that fails or finds nothing leaves the graph as it was; what it did is reported, never raised."""
 
@@ -119,7 +120,17 @@ def _ort_transformers(model: Any) -> tuple[Any, dict[str, int]]:
     return optimized.model, {k: int(v) for k, v in stats.items() if isinstance(v, int)}
 
 
-_FUSERS = {Fuser.onnxscript: _onnxscript, Fuser.ort_transformers: _ort_transformers}
+def _packed_attention(model: Any) -> tuple[Any, dict[str, int]]:
+    from infercc.packed_attention import fuse_packed_attention
+
+    return fuse_packed_attention(model)
+
+
+_FUSERS = {
+    Fuser.packed_attention: _packed_attention,
+    Fuser.onnxscript: _onnxscript,
+    Fuser.ort_transformers: _ort_transformers,
+}
 
 
 @contextlib.contextmanager

@@ -151,12 +151,14 @@ def test_a_vit_in_fp16_with_a_dynamic_batch_loads_on_onnx_runtime_cpu(tmp_path, 
     """ONNX Runtime's CPU layout pass (NchwcTransformer) segfaults building the session of this FP16 graph (as
     on ViT-B/16, which took the FP16 stage down): infercc's onnxruntime-cpu runs FP16 graphs without that pass,
     so the stage's load check, the accuracy check and verify pass. A default session still crashes (checked in
-    a child): when an ONNX Runtime upgrade fixes it, this test says the workaround can go."""
+    a child): when an ONNX Runtime upgrade fixes it, this test says the workaround can go. The attention stays
+    unfused here (the graph that crashes: with its attention fused into one Attention node it no longer does)."""
     import subprocess
     import sys
 
     out = tmp_path / "out"
     shapes = ["--min-shape", "x:1x3x32x32", "--opt-shape", "x:2x3x32x32", "--max-shape", "x:4x3x32x32"]
+    shapes += ["--set", "optimize.fusers=[onnxscript,ort_transformers]"]
     result = cli("verify", "-m", zoo("vit.py:small_vit"), *shapes, "-o", out, "--precision", "fp16")
     assert result.code == 0, result.text
     results = manifest(out)["stages"]["verify"]["metrics"]["results"]

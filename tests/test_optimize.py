@@ -8,6 +8,7 @@ from collections import Counter
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 
 from infercc.stages.export import load_reference
 from tests.conftest import manifest, zoo
@@ -120,3 +121,54 @@ def test_incomplete_shape_inference_writes_nothing_in_the_current_folder(tmp_pat
     monkeypatch.chdir(tmp_path)
     assert named_dims(model) is model  # best effort: unchanged when inference is incomplete
     assert list(tmp_path.iterdir()) == []
+
+
+PACKED_SHAPES = ["--min-shape", "x:1x10x32", "--opt-shape", "x:2x10x32", "--max-shape", "x:4x10x32"]
+
+
+@pytest.mark.parametrize(("factory", "fused"), [("batch_first", 2), ("seq_first", 1)])
+def test_packed_qkv_attention_becomes_one_attention_node(tmp_path, cli, factory, fused):
+    """nn.MultiheadAttention (ViT's attention) has one packed in-projection, which onnxscript's and ONNX Runtime's
+    rules do not match: infercc's packed_attention rule turns each into com.microsoft Attention + the output
+    projection, with the biases kept, for both batch layouts; parity holds at min, opt and max, the FP16 form is
+    built from it, and every written graph runs in ONNX Runtime CPU."""
+    out = tmp_path / "out"
+    spec = zoo(f"packed_attention.py:{factory}")
+    result = cli("quantize", "-m", spec, *PACKED_SHAPES, "-o", out, "--precision", "fp32,fp16")
+    assert result.code == 0, result.text
+    stages = manifest(out)["stages"]
+    metrics = stages["optimize-ort"]["metrics"]
+    assert metrics["applied"]["packed_attention"] == {"PackedQkvAttention": fused}
+    assert metrics["fused_ops"]["Attention"] == fused and "Softmax" not in metrics["left"]
+    assert set(metrics["parity"]) == {"min", "opt", "max"}
+    assert all(o["passed"] for shape in metrics["parity"].values() for o in shape.values())
+    graph = onnx.load(str(out / "model.fp32.ort.onnx")).graph
+    ops = Counter((n.domain, n.op_type) for n in graph.node)
+    assert ops[("com.microsoft", "Attention")] == fused and not ops[("", "Softmax")]
+    assert stages["quantize-fp16"]["metrics"]["source"] == "fp32-ort"
+    assert stages["quantize-fp16"]["metrics"]["accuracy"]["cosine"] >= 0.999
+    for artifact in ("model.fp32.ort.onnx", "model.fp16.onnx"):
+        session = ort.InferenceSession(str(out / artifact), providers=["CPUExecutionProvider"])
+        for name, (feeds, expected) in load_reference(out / "reference.npz").items():
+            fed = {
+                k: v.astype(np.float16) if session.get_inputs()[0].type == "tensor(float16)" else v
+                for k, v in feeds.items()
+            }
+            (value,) = session.run(None, fed)
+            tolerance = 2e-2 if "fp16" in artifact else 1e-4
+            np.testing.assert_allclose(
+                value, next(iter(expected.values())), atol=tolerance, rtol=tolerance, err_msg=name
+            )
+
+
+def test_masked_packed_attention_is_left_alone_and_reported(tmp_path, cli):
+    """A causal mask is not the pattern the rule knows: the chain stays as it is, said in the stage's notes."""
+    out = tmp_path / "out"
+    result = cli(
+        "quantize", "-m", zoo("packed_attention.py:masked"), *PACKED_SHAPES, "-o", out, "--precision", "fp32"
+    )
+    assert result.code == 0, result.text
+    stage = manifest(out)["stages"]["optimize-ort"]
+    assert stage["metrics"]["applied"]["packed_attention"] == {}
+    assert "Attention" not in stage["metrics"]["fused_ops"]
+    assert "attention not fused: 1 Softmax left as MatMul/Softmax chains" in stage["notes"]
