@@ -228,9 +228,15 @@ class OptimizeConfig(Strict):
         "into model.fp32.ort.onnx; its FP16 form is built from it unless TensorRT is also a target.",
     )
     fusers: list[Fuser] = Field(
-        default_factory=lambda: [Fuser.packed_attention, Fuser.onnxscript, Fuser.ort_transformers],
+        default_factory=lambda: [
+            Fuser.packed_attention,
+            Fuser.relu6,
+            Fuser.onnxscript,
+            Fuser.ort_transformers,
+        ],
         description="Fusion passes in order: packed_attention (nn.MultiheadAttention's packed QKV projection and "
-        "attention into one com.microsoft Attention node, as in ViT), onnxscript (onnxscript.rewriter.ort_fusions, "
+        "attention into one com.microsoft Attention node, as in ViT), relu6 (ReLU6 between convolutions as "
+        "HardSigmoid with its bound moved into the weights: ONNX Runtime CUDA's Clip kernel is slow), onnxscript (onnxscript.rewriter.ort_fusions, "
         "written for dynamo exports) and ort_transformers (onnxruntime.transformers.optimizer, model_type bert).",
     )
 

@@ -104,11 +104,12 @@ def main() -> None:
     optimized = folder / f"ort-optimized.{args.batch}.onnx"
     sides = {"ort": ort_fn(folder / args.artifact, names, feeds, options, optimized)}
     torch.backends.cudnn.benchmark = True
-    half = getattr(bench_gpu, args.model)().cuda().eval().half()
-    compiled = torch.compile(half, mode="default", dynamic=False)
     with torch.inference_mode():
-        compiled(*feeds)
-        sides["torch.compile"] = lambda: compiled(*feeds)
+        if not args.no_peer:
+            half = getattr(bench_gpu, args.model)().cuda().eval().half()
+            compiled = torch.compile(half, mode="default", dynamic=False)
+            compiled(*feeds)
+            sides["torch.compile"] = lambda: compiled(*feeds)
         for side, fn in sides.items():
             total, rows = kernels(fn)
             result[side] = {"gpu_ms": total, "kernels": rows[: args.top]}

@@ -51,3 +51,34 @@ def small_cnn() -> nn.Module:
     model = SmallCNN()
     _randomise_bn(model)
     return model.eval()
+
+
+class Relu6CNN(nn.Module):
+    """MobileNet-style: conv/bn/ReLU6, a depthwise conv/bn/ReLU6 read by two convs, and a last ReLU6 read by the
+    pooling (not a convolution: that one stays a Clip)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU6())
+        self.depthwise = nn.Sequential(
+            nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.BatchNorm2d(16), nn.ReLU6()
+        )
+        self.left, self.right = nn.Conv2d(16, 24, 1), nn.Conv2d(16, 24, 1)
+        self.head = nn.Sequential(nn.Conv2d(24, 32, 1), nn.BatchNorm2d(32), nn.ReLU6())
+        self.classifier = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.depthwise(self.stem(x))
+        h = self.head(self.left(h) + self.right(h))
+        return self.classifier(h.mean((2, 3)))
+
+
+def relu6_cnn() -> nn.Module:
+    """Weights scaled so that some activations pass 6 (the clamp matters)."""
+    torch.manual_seed(0)
+    model = Relu6CNN()
+    _randomise_bn(model)
+    with torch.no_grad():
+        for conv in (model.stem[0], model.depthwise[0]):
+            conv.weight.mul_(10.0)
+    return model.eval()
