@@ -76,7 +76,6 @@ class LockMode(StrEnum):
 
 class Fuser(StrEnum):
     packed_attention = "packed_attention"
-    relu6 = "relu6"
     onnxscript = "onnxscript"
     ort_transformers = "ort_transformers"
 

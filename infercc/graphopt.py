@@ -1,5 +1,4 @@
-"""Fusions for ONNX Runtime: infercc's packed-QKV attention rule (infercc.packed_attention) and ReLU6 rewrite
-(infercc.relu6), onnxscript's
+"""Fusions for ONNX Runtime: infercc's packed-QKV attention rule (infercc.packed_attention), onnxscript's
 ort_fusions rewriter and ONNX Runtime's transformer optimizer turn attention, LayerNorm+residual, Gelu and rotary
 patterns into com.microsoft ops that ORT runs as one kernel.
 
@@ -39,8 +38,6 @@ FUSED_OPS = (
     "BiasAdd",
     "GroupNorm",
 )
-# standard ops a rewrite produces, reported with the fused ones (relu6: Clip -> HardSigmoid)
-REWRITTEN_OPS = ("HardSigmoid",)
 # unfused patterns worth naming when left: attention is still MatMul+Softmax
 LEFT_OVER = ("Softmax", "Erf", "Tanh", "ReduceMean", "Pow", "Sqrt")
 
@@ -82,8 +79,7 @@ def fuse(model: Any, fusers: list[Fuser]) -> tuple[Any, FusionReport]:
     report.fused_ops = {
         op: after[(d, op)] - before.get((d, op), 0)
         for d, op in after
-        if ((op in FUSED_OPS and d == "com.microsoft") or (op in REWRITTEN_OPS and not d))
-        and after[(d, op)] > before.get((d, op), 0)
+        if op in FUSED_OPS and d == "com.microsoft" and after[(d, op)] > before.get((d, op), 0)
     }
     report.left = {op: n for (d, op), n in after.items() if op in LEFT_OVER and not d}
     return current, report
@@ -130,15 +126,8 @@ def _packed_attention(model: Any) -> tuple[Any, dict[str, int]]:
     return fuse_packed_attention(model)
 
 
-def _relu6(model: Any) -> tuple[Any, dict[str, int]]:
-    from infercc.relu6 import relu6_as_hardsigmoid
-
-    return relu6_as_hardsigmoid(model)
-
-
 _FUSERS = {
     Fuser.packed_attention: _packed_attention,
-    Fuser.relu6: _relu6,
     Fuser.onnxscript: _onnxscript,
     Fuser.ort_transformers: _ort_transformers,
 }

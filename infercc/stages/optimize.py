@@ -27,7 +27,7 @@ def enabled(config: CompileConfig) -> bool:
 
 class OptimizeStage:
     name = "optimize-ort"
-    version: ClassVar[str] = "2"  # 2: packed-QKV attention fusion, ReLU6 as HardSigmoid
+    version: ClassVar[str] = "2"  # 2: packed-QKV attention fusion
     portable: ClassVar[bool] = True  # its outputs do not depend on this machine
     description = "Fuse the graph for ONNX Runtime"
     needs: tuple[str, ...] = ("fp32", "reference")

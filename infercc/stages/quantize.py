@@ -66,7 +66,7 @@ def stages_for(config: CompileConfig) -> tuple[list[Stage], list[str]]:
 
 class Fp16Stage:
     name = "quantize-fp16"
-    version: ClassVar[str] = "2"
+    version: ClassVar[str] = "3"  # 3: ReLU6 as HardSigmoid in the graph for ONNX Runtime
     portable: ClassVar[bool] = True  # machine-independent (the load-check runtimes are in its settings)
     description = "Convert to FP16"
 
@@ -81,6 +81,7 @@ class Fp16Stage:
             "keep_io": q.fp16_keep_io,
             "block_ops": sorted(q.fp16_block_ops),
             "block_nodes": list(q.fp16_block_nodes),
+            "relu6_as_hardsigmoid": self._relu6(ctx),
             "auto_block": q.fp16_auto_block,
             "min_cosine": q.fp16_min_cosine,
             "drift": q.fp16_drift_threshold,
@@ -102,9 +103,8 @@ class Fp16Stage:
         final.unlink(missing_ok=True)  # an earlier run's file must not outlive a failed conversion
         evaluate = datasets(ctx)[1]
         warn_once(ctx, evaluate.warnings)
-        search = _Fp16Search(
-            ctx, load_onnx(ctx.path(inputs[self.source].path)), fp32_outputs(ctx, inputs[self.source])
-        )
+        model, rewrite_notes = self._rewritten(ctx, load_onnx(ctx.path(inputs[self.source].path)))
+        search = _Fp16Search(ctx, model, fp32_outputs(ctx, inputs[self.source]))
         with atomic_bundle(
             final
         ) as candidate:  # large graphs: data beside it, both moved into place at the end
@@ -144,8 +144,23 @@ class Fp16Stage:
                 )
             ],
             result=result,
-            notes=search.notes,
+            notes=rewrite_notes + search.notes,
         )
+
+    def _relu6(self, ctx: RunContext) -> bool:
+        return ctx.config.quantize.fp16_relu6_as_hardsigmoid and self.source == "fp32-ort"
+
+    def _rewritten(self, ctx: RunContext, model: Any) -> tuple[Any, list[str]]:
+        """The graph to convert: for ONNX Runtime, ReLU6 between convolutions as HardSigmoid (infercc.relu6)."""
+        if not self._relu6(ctx):
+            return model, []
+        from infercc.relu6 import relu6_as_hardsigmoid
+
+        model, counts = relu6_as_hardsigmoid(model)
+        count = counts["ReluSixAsHardSigmoid"]
+        return model, [
+            f"{count} ReLU6 between convolutions written as HardSigmoid for ONNX Runtime"
+        ] if count else []
 
 
 def fp16_runtimes(ctx: RunContext) -> list[str]:
