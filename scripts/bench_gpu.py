@@ -138,10 +138,6 @@ def config_for(name: str, out: Path) -> dict:
         "quantize": {"fp16_keep_io": False},
         "verify": {"samples": 2},
     }
-    if name == "convnext_tiny":
-        # torch 2.11's export narrows ConvNeXt's batch to 2..32 (no line of torchvision's named) and infercc's
-        # soundness check stops there; the graph is still checked at batch 1 by export's parity at the min shape
-        config["export"] = {"accept_trace_warnings": True}
     return config
 
 

@@ -59,6 +59,28 @@ def test_a_dimension_torch_export_specialises_is_exit_1_naming_the_line(cli, tmp
     assert "dynamo: at the min shapes (x:1x4)" in accepted.err and "max abs error 101" in accepted.err
 
 
+ONE_TO_EIGHT = ["--min-shape", "x:1x4", "--opt-shape", "x:3x4", "--max-shape", "x:8x4"]
+DOWNSAMPLE = ["--min-shape", "x:1x8x6x6", "--opt-shape", "x:3x8x6x6", "--max-shape", "x:8x8x6x6"]
+
+
+def test_a_batch_narrowed_only_at_a_checked_shape_is_decided_by_parity(cli, tmp_path: Path) -> None:
+    """torch.export narrowed N from 1..8 to 2..8, and the only value left out, 1, is the min shape: parity ran
+    there, so the graph's answer at 1 is known: right there, accepted with a note (ConvNeXt-Tiny's downsampling,
+    on torch 2.11 and 2.13). A model wrong at 1 is exit 1 from the same parity check."""
+    right = cli("export", "-m", zoo("soundness.py:downsample"), *DOWNSAMPLE, "-o", tmp_path / "a")
+    assert right.code == 0, right.text
+    stage = manifest(tmp_path / "a")["stages"]["export"]
+    assert stage["metrics"]["exporter"] == "dynamo"
+    (note,) = stage["notes"]
+    assert "valid only for 2..8 (declared dynamic 1..8)" in note
+    assert "the values outside that range (1) are shapes parity ran at (min)" in note
+    (finding,) = stage["metrics"]["soundness"]
+    assert finding["input"] == "x" and finding["axis"] == 0 and finding["valid"] == [2, 8]
+    wrong = cli("export", "-m", zoo("soundness.py:wrong_at_one"), *ONE_TO_EIGHT, "-o", tmp_path / "b")
+    assert wrong.code == 1, wrong.text
+    assert "dynamo: at the min shapes (x:1x4)" in wrong.err and "max abs error 101" in wrong.err
+
+
 def test_values_the_draft_export_took_from_the_trace_are_exit_1(tmp_path: Path) -> None:
     model = ["-m", zoo("nonfinite.py:frozen_branch"), "--shape", "x:2x4", "--exporter", "dynamo"]
     result = run_subprocess(

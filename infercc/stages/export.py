@@ -128,13 +128,17 @@ class ExportStage:
                     if exporter is Exporter.torchscript:
                         found += frozen_by_trace(refused, load_onnx(tmp, with_data=False).graph)
                     externalize_if_large(tmp, _external_threshold(ctx))
-                    _judge_soundness(ctx, exporter, found, tmp, attempts, notes)
+                    checked = [f for f in found if _checked_where_excluded(f, points)]
+                    _judge_soundness(
+                        ctx, exporter, [f for f in found if f not in checked], tmp, attempts, notes
+                    )
                     _infer_shapes(tmp)
                     name_dynamic_dims(tmp, _dim_names(ctx))
                     parity = _parity(ctx, tmp, points, feeds, references, tolerance)
                     if not parity.ok:
                         shutil.copyfile(tmp, ctx.path(REJECTED_FILE))
                         raise _ParityError(parity)
+                    notes += [_checked_note(f, points) for f in checked]
             except _ParityError as failure:
                 attempts.append(f"{exporter.value}: " + "; ".join(failure.parity.problems))
                 continue
@@ -218,6 +222,30 @@ def _judge_soundness(
         hint="Write the branch with tensor ops (torch.where, masks, torch.cond) instead of if/.item()/int(); for "
         "a branch on a shape, declare that dimension static or within the range it holds; or accept it with "
         "--set export.accept_trace_warnings=true (kept for inspection: model.rejected.onnx).",
+    )
+
+
+def _checked_where_excluded(finding: Finding, points: list[ShapePoint]) -> bool:
+    """A narrowed dimension whose every excluded value is a shape the parity check runs at (torch.export's
+    usual case: a batch declared 1..N, valid 2..N, and 1 is the min shape): parity there decides, not the trace."""
+    excluded = finding.excluded() if finding.kind is FindingKind.specialised else None
+    if not excluded or finding.input is None or finding.axis is None:
+        return False
+    checked = {p.shapes[finding.input][finding.axis] for p in points if finding.input in p.shapes}
+    return set(excluded) <= checked
+
+
+def _checked_note(finding: Finding, points: list[ShapePoint]) -> str:
+    excluded = finding.excluded() or []
+    labels = [
+        p.label
+        for p in points
+        if finding.input in p.shapes and p.shapes[finding.input][finding.axis] in excluded
+    ]
+    values = ", ".join(map(str, excluded))
+    return (
+        f"{finding.detail}; the values outside that range ({values}) are shapes parity ran at "
+        f"({', '.join(labels)}) and the graph matches PyTorch there, so the export is accepted"
     )
 
 

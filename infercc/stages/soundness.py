@@ -59,6 +59,19 @@ class Finding(BaseModel):
     kind: FindingKind
     where: str | None = None  # "model.py:12: if x.sum() > 0:"
     detail: str
+    # a specialised dimension: which, declared and still valid range (inclusive)
+    input: str | None = None
+    axis: int | None = None
+    declared: tuple[int, int] | None = None
+    valid: tuple[int, int] | None = None
+
+    def excluded(self) -> list[int] | None:
+        """The declared values a specialised dimension's graph is not known to cover (None when too many)."""
+        if self.declared is None or self.valid is None:
+            return None
+        (lo, hi), (valid_lo, valid_hi) = self.declared, self.valid
+        values = [*range(lo, min(valid_lo, hi + 1)), *range(max(valid_hi + 1, lo), hi + 1)]
+        return values if len(values) <= 8 else None
 
     def describe(self) -> str:
         return f"{self.where}: {self.detail}" if self.where else self.detail
@@ -131,7 +144,16 @@ def program_findings(
     if narrowed:
         where = _specialising_line(torch, module, args, names, ranges)
         found += [
-            Finding(exporter="dynamo", kind=FindingKind.specialised, where=where, detail=_narrowing(s))
+            Finding(
+                exporter="dynamo",
+                kind=FindingKind.specialised,
+                where=where,
+                detail=_narrowing(s),
+                input=s.input,
+                axis=s.axis,
+                declared=tuple(s.declared),
+                valid=tuple(s.valid),
+            )
             for s in narrowed
         ]
     return found
