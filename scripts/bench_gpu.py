@@ -7,7 +7,7 @@ Models: ResNet-50, ConvNeXt-Tiny, ViT-B/16 (torchvision, random weights), BERT-b
     python scripts/bench_gpu.py build OUT_DIR --models resnet50,...   # phase 1: infercc quantize (FP16, fused), CPU-bound
     python scripts/bench_gpu.py time OUT_DIR MODEL                   # phase 2: one model's timings, GPU alone
     python scripts/bench_gpu.py all OUT_DIR [--deadline-s S]         # both: builds in parallel, times one by one
-    python scripts/bench_gpu.py resume OUT_DIR                       # times the built models not timed yet
+    python scripts/bench_gpu.py resume OUT_DIR [--deadline-s S]      # times the built models not timed yet
     python scripts/bench_gpu.py report OUT_DIR                       # OUT_DIR/gpu_summary.md from the JSON files
 
 Phase 1 runs the real pipeline (export -> simplify -> optimize-ort -> quantize-fp16 with its load check on
@@ -395,7 +395,12 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("model", nargs="?")
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--deadline-s", type=float, default=1e9, help="`all`: time no new model after this")
+    parser.add_argument(
+        "--deadline-s",
+        type=float,
+        default=1e9,
+        help="`all`, `resume`: time no new model after this many seconds (one model takes 1-3 min)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     models = args.models.split(",")
@@ -411,6 +416,9 @@ def main() -> None:
         me = [sys.executable, str(Path(__file__).resolve())]
         for name in models:
             if (args.out / name / "build.json").is_file() and not (args.out / name / "timing.json").is_file():
+                if time.perf_counter() - started > args.deadline_s:
+                    print(f"not timed (over --deadline-s): {name}; run `resume` next", flush=True)
+                    continue
                 print(f"timed {name}: exit {subprocess.call([*me, 'time', str(args.out), name])}", flush=True)
         print(report(args.out))
     else:
