@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument(
         "--options", type=json.loads, help="ORT CUDA provider options (JSON), over the recorded ones"
     )
+    parser.add_argument("--no-peer", action="store_true", help="ORT only (no torch.compile)")
     args = parser.parse_args()
     folder = args.out / args.model
     run_config = folder / (Path(args.artifact).stem + ".ort-cuda.json")
