@@ -290,9 +290,8 @@ def fuse_packed_attention(model: Any) -> tuple[Any, dict[str, int]]:
         return fused, {"PackedQkvAttention": 0}
     for index, match in enumerate(matches):
         nodes, inits = _replacement(match, index)
-        producer = g.producer[match.output]
-        position = list(fused.graph.node).index(producer)
-        fused.graph.node.remove(producer)
+        position = next(i for i, n in enumerate(fused.graph.node) if match.output in n.output)
+        del fused.graph.node[position]  # the chain's last node; remove_dead drops the rest
         for offset, node in enumerate(nodes):
             fused.graph.node.insert(position + offset, node)
         fused.graph.initializer.extend(inits)
