@@ -10,6 +10,10 @@ Models: ResNet-50, ConvNeXt-Tiny, ViT-B/16 (torchvision, random weights), BERT-b
     python scripts/bench_gpu.py resume OUT_DIR [--deadline-s S]      # times the built models not timed yet
     python scripts/bench_gpu.py report OUT_DIR                       # OUT_DIR/gpu_summary.md from the JSON files
 
+On the lent H200 (600 s per command): building all five in parallel took 325 s (ViT-B/16 the longest), and
+timing one model 1-3 min (tune + verify, the candidates, two torch.compile builds). Build in one command, then
+`resume --deadline-s 400` in the next ones; write the output to a file, not through a pipe a timeout can cut.
+
 Phase 1 runs the real pipeline (export -> simplify -> optimize-ort -> quantize-fp16 with its load check on
 ORT CUDA) with FP16 inputs/outputs. Phase 2 times, per batch (1 and 32), ORT CUDA with a CUDA graph and I/O
 binding under each provider-option candidate (the defaults; prefer_nhwc=1), checks each candidate's output
