@@ -61,6 +61,8 @@ def test_failing_tolerance_exits_1_naming_artifact_runtime_output_metric(cli, bu
         "verify.tolerances.fp32.min_snr_db=1000",
     )
     assert result.code == 1
+    # the stage ran to the end, but its line must not read as a pass
+    assert "✗ verify" in result.text and "✓ verify" not in result.text
     text = result.err
     assert "verification failure" in text
     assert "fp32 on onnxruntime-cpu, output " in text

@@ -107,9 +107,9 @@ class RichEvents:
         if cached:
             self.console.print(f"[dim]- {record.name:<14} up to date[/]")
         elif record.status == "done":
-            self.console.print(
-                f"[green]✓[/] {record.name:<14} {record.duration_s:6.2f} s  {stage_brief(record)}"
-            )
+            # verify runs to the end and reports every failure; its mark says whether they passed
+            mark = "[red]✗[/]" if (record.metrics or {}).get("passed") is False else "[green]✓[/]"
+            self.console.print(f"{mark} {record.name:<14} {record.duration_s:6.2f} s  {stage_brief(record)}")
         elif record.status == "skipped":
             self.console.print(f"[yellow]○[/] {record.name:<14} skipped: {escape('; '.join(record.notes))}")
         else:

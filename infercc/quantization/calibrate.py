@@ -118,18 +118,6 @@ def read_identity(path: Path) -> dict[str, Any] | None:
     return ident if isinstance(ident, dict) and "data" in data else None
 
 
-def load_ranges(path: Path) -> dict[str, tuple[float, float]]:
-    """{tensor: (low, high)} from a cache file (for reports and tests)."""
-    from onnxruntime.quantization.calibrate import load_tensors_data
-
-    data = load_tensors_data(path)
-    result = {}
-    for name, value in data.data.items():
-        low, high = value.range_value
-        result[name] = (float(low), float(high))
-    return result
-
-
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     logger = logging.getLogger()
