@@ -57,6 +57,7 @@ def attr(node: Any, name: str, default: Any = None) -> Any:
 def remove_dead(graph: Any) -> None:
     """Drop the nodes and initializers nothing reads any more (the replaced chains)."""
     needed = {o.name for o in graph.output}
+    inputs = {i.name for i in graph.input}  # an initializer that is also an input is its default: kept
     alive = []
     for node in reversed(list(graph.node)):
         if any(o in needed for o in node.output):
@@ -66,7 +67,7 @@ def remove_dead(graph: Any) -> None:
                 for sub in [attribute.g, *attribute.graphs]:
                     needed.update(i for n in sub.node for i in n.input)
     kept_nodes = [_copy(n) for n in reversed(alive)]
-    kept_inits = [_copy(i) for i in graph.initializer if i.name in needed]
+    kept_inits = [_copy(i) for i in graph.initializer if i.name in needed or i.name in inputs]
     del graph.node[:]
     graph.node.extend(kept_nodes)
     del graph.initializer[:]

@@ -76,6 +76,11 @@ def test_a_batch_narrowed_only_at_a_checked_shape_is_decided_by_parity(cli, tmp_
     assert "the values outside that range (1) are shapes parity ran at (min)" in note
     (finding,) = stage["metrics"]["soundness"]
     assert finding["input"] == "x" and finding["axis"] == 0 and finding["valid"] == [2, 8]
+    # with the spatial size dynamic too, batch 1 is checked at one size only: no proof, exit 1 as before
+    both = ["--min-shape", "x:1x8x6x6", "--opt-shape", "x:3x8x8x8", "--max-shape", "x:8x8x8x8"]
+    unproven = cli("export", "-m", zoo("soundness.py:downsample"), *both, "-o", tmp_path / "c")
+    assert unproven.code == 1, unproven.text
+    assert "valid only for 2..8 (declared dynamic 1..8)" in " ".join(unproven.err.split())
     wrong = cli("export", "-m", zoo("soundness.py:wrong_at_one"), *ONE_TO_EIGHT, "-o", tmp_path / "b")
     assert wrong.code == 1, wrong.text
     assert "dynamo: at the min shapes (x:1x4)" in wrong.err and "max abs error 101" in wrong.err

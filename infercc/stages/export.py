@@ -227,12 +227,21 @@ def _judge_soundness(
 
 def _checked_where_excluded(finding: Finding, points: list[ShapePoint]) -> bool:
     """A narrowed dimension whose every excluded value is a shape the parity check runs at (torch.export's
-    usual case: a batch declared 1..N, valid 2..N, and 1 is the min shape): parity there decides, not the trace."""
+    usual case: a batch declared 1..N, valid 2..N, and 1 is the min shape), with no other dimension varying
+    independently: parity there decides, not the trace."""
     excluded = finding.excluded() if finding.kind is FindingKind.specialised else None
     if not excluded or finding.input is None or finding.axis is None:
         return False
-    checked = {p.shapes[finding.input][finding.axis] for p in points if finding.input in p.shapes}
-    return set(excluded) <= checked
+    own = [p.shapes[finding.input][finding.axis] for p in points]
+    varying = {
+        (name, axis): [p.shapes[name][axis] for p in points]
+        for name in points[0].shapes
+        for axis in range(len(points[0].shapes[name]))
+    }
+    # the checked shapes prove the excluded values only when no other dimension moves on its own (a batch
+    # shared by several inputs moves with it); otherwise other sizes at that batch are unchecked
+    alone = all(values == own or len(set(values)) == 1 for values in varying.values())
+    return alone and set(excluded) <= set(own)
 
 
 def _checked_note(finding: Finding, points: list[ShapePoint]) -> str:
