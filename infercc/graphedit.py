@@ -63,15 +63,25 @@ def remove_dead(graph: Any) -> None:
         if any(o in needed for o in node.output):
             alive.append(node)
             needed.update(i for i in node.input if i)
-            for attribute in node.attribute:  # subgraphs read outer values too
-                for sub in [attribute.g, *attribute.graphs]:
-                    needed.update(i for n in sub.node for i in n.input)
+            needed.update(_subgraph_reads(node))
     kept_nodes = [_copy(n) for n in reversed(alive)]
     kept_inits = [_copy(i) for i in graph.initializer if i.name in needed or i.name in inputs]
     del graph.node[:]
     graph.node.extend(kept_nodes)
     del graph.initializer[:]
     graph.initializer.extend(kept_inits)
+
+
+def _subgraph_reads(node: Any) -> set[str]:
+    """Every value the node's subgraphs (If/Loop/Scan bodies, nested to any depth) read or return."""
+    reads: set[str] = set()
+    for attribute in node.attribute:
+        for sub in [attribute.g, *attribute.graphs]:
+            reads.update(o.name for o in sub.output)
+            for inner in sub.node:
+                reads.update(i for i in inner.input if i)
+                reads.update(_subgraph_reads(inner))
+    return reads
 
 
 def _copy(message: Any) -> Any:

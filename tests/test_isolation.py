@@ -21,11 +21,7 @@ CNN = ["--model", zoo("cnn.py:small_cnn"), "--shape", "x:1x3x32x32", "--exporter
 FEED = {"x": np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def crashing_runtime():
-    base.register("crashing-cpu", "tests.zoo.crashing_runtime:CrashingOrt")
-    yield
-    base.REGISTRY.pop("crashing-cpu")
+pytestmark = pytest.mark.usefixtures("crashing_runtime")
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +106,7 @@ def test_verify_with_a_crashing_runtime_finishes_other_pairs_writes_report_exits
     )  # fmt: skip
     assert result.code == 4, result.text
     assert "crashing-cpu crashed loading model.fp16.onnx: SIGSEGV" in result.err
+    assert "✗ verify" in result.text  # the stage finished, but its line must not read as a pass
     metrics = json.loads((built / "manifest.json").read_text())["stages"]["verify"]["metrics"]
     assert metrics["crashes"] == ["crashing-cpu crashed loading model.fp16.onnx: SIGSEGV"]
     passed = {(r["artifact"], r["runtime"]): r["passed"] for r in metrics["results"]}
@@ -125,6 +122,11 @@ def test_verify_with_a_crashing_runtime_finishes_other_pairs_writes_report_exits
     }
     report = json.loads((built / "report.json").read_text())
     assert report["status"] == "failed"
+    again = cli(
+        "verify", *CNN, "--precision", "fp32,fp16", "-o", built, "--json",
+        "--set", "verify.runtimes=[onnxruntime-cpu,crashing-cpu]",
+    )  # fmt: skip
+    assert again.code == 4 and again.json()["status"] == "failed" and again.json()["exit_code"] == 4
     crashed = [r for r in report["verify"]["results"] if r["runtime"] == "crashing-cpu" and not r["passed"]]
     assert crashed[0]["failures"] == ["crashing-cpu crashed loading model.fp16.onnx: SIGSEGV"]
 

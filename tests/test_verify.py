@@ -93,3 +93,24 @@ def test_verify_on_input_files(cli, built: Path, tmp_path: Path) -> None:
     verify = result.json()["manifest"]["stages"]["verify"]["metrics"]
     assert verify["inputs"]["source"].startswith("files in")
     assert len(verify["inputs"]["sets"]) == 2
+
+
+def test_a_scalar_input_stays_a_scalar_through_the_feed_check(tmp_path: Path) -> None:
+    """check_feeds casts and lays out feeds for every runtime; a 0-d input must keep its shape ()."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    from infercc.onnxrt.runtime import OrtCPU
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "x"], ["y"])],
+        "scalar",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+    )
+    path = tmp_path / "scalar.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with OrtCPU(path) as runtime:
+        (value,) = runtime.infer({"x": np.array(3.0, dtype=np.float64)}).values()
+    assert value.shape == () and value.dtype == np.float32 and float(value) == 9.0

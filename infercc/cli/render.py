@@ -12,6 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 from rich.table import Table
 from rich.text import Text
 
+from infercc.fsutil import human_size
 from infercc.pipeline.manifest import Manifest, StageRecord
 
 
@@ -49,17 +50,6 @@ def table_markdown(table: Table) -> Text:
     for row in zip(*columns, strict=True):
         lines.append("| " + " | ".join(cell or " " for cell in row) + " |")
     return Text("\n".join(lines))
-
-
-def human_size(size: int | None) -> str:
-    if size is None:
-        return "-"
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 class RichEvents:
@@ -107,8 +97,9 @@ class RichEvents:
         if cached:
             self.console.print(f"[dim]- {record.name:<14} up to date[/]")
         elif record.status == "done":
-            # verify runs to the end and reports every failure; its mark says whether they passed
-            mark = "[red]✗[/]" if (record.metrics or {}).get("passed") is False else "[green]✓[/]"
+            # verify and bench run to the end and report every failure and crash; the mark says if there were any
+            failed = record.verdict.failures or record.verdict.crashes
+            mark = "[red]✗[/]" if failed else "[green]✓[/]"
             self.console.print(f"{mark} {record.name:<14} {record.duration_s:6.2f} s  {stage_brief(record)}")
         elif record.status == "skipped":
             self.console.print(f"[yellow]○[/] {record.name:<14} skipped: {escape('; '.join(record.notes))}")

@@ -3,7 +3,7 @@ the command's goal, and the result is printed (table, one line, or one JSON docu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,9 @@ class RunOptions:
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> RunOptions:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in params.items() if k in names and v is not None})
+        from infercc.cli.settings import fields_from_params
+
+        return fields_from_params(cls, params)
 
 
 def run_pipeline(goal_name: str, params: dict[str, Any]) -> None:
@@ -110,7 +111,7 @@ def _finish(console: Any, ctx: Any, result: Any, json_out: bool, quiet: bool) ->
         print_json(
             {
                 "status": "failed"
-                if failures or result.errors
+                if failures or result.errors or result.crashes
                 else ("budget missed" if result.budget_misses else "ok"),
                 **problem_fields,
                 "out": str(ctx.out),

@@ -95,9 +95,11 @@ def build_report(out: Path, manifest: Any, config: Any) -> dict[str, Any]:
 
 
 def _status(verify: dict[str, Any] | None, stages: list[dict[str, Any]], manifest: Any) -> str:
-    """failed (a stage failed, or verify did), budget missed (an artifact misses its accuracy budget and the
+    """failed (a stage failed, a runtime crashed in one, or verify failed), budget missed (an artifact misses its accuracy budget and the
     miss is not accepted: judged by verify, else by quantize), or ok."""
     if (verify and not verify["passed"]) or any(s["status"] == "failed" for s in stages):
+        return "failed"
+    if any(s.verdict.crashes for s in manifest.stages.values()):
         return "failed"
     if verify is not None:
         missed = verify["budget_misses"]

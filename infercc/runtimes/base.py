@@ -6,8 +6,8 @@ A runtime is a context manager: it loads its artifact on enter and frees it on e
     time_infer(feeds, iters, warmup) -> seconds per iteration, device-synchronised
 `status()` says whether the runtime can run here, importing nothing heavy. Every adapter declares, as class
 attributes, the `device` it runs on, the `artifact_kinds` it runs and its `capabilities`; stages decide on those
-declarations, never on a runtime's name or on probing it with getattr. Its constructor names every option it
-takes: an option it does not know is a TypeError, not silently dropped.
+declarations (TensorRT's own numerics in verify are the one exception, keyed on its name). Its constructor
+names every option it takes: an option it does not know is a TypeError, not silently dropped.
 `check_feeds` is the one feed check; runtimes.timing holds the timing loops and the CUDA-graph capture.
 """
 
@@ -158,7 +158,7 @@ def check_feeds(
             if isinstance(want, int) and want > 0 and got != want:
                 raise UsageError(f"Input {name} dimension {axis} is {got}; {artifact} fixes it at {want}.")
         dtype = spec.dtype if spec.dtype in _CASTABLE else None
-        checked[name] = np.ascontiguousarray(value, dtype=dtype)
+        checked[name] = np.asarray(value, dtype=dtype, order="C")  # ascontiguousarray makes a scalar 1-d
     return checked
 
 

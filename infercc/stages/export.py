@@ -79,7 +79,8 @@ def describe_point(point: ShapePoint) -> str:
 class ExportStage:
     name = "export"
     version: ClassVar[str] = (
-        "3"  # 2: dynamic dimensions named <input>_dim<axis> or by --dim-name; 3: PyTorch on input copies, NaN reference is exit 4
+        "4"  # 2: dims named <input>_dim<axis> or --dim-name; 3: PyTorch on input copies, NaN reference exit 4;
+        # 4: soundness findings judged (frozen branches, narrowed dimensions, parity at excluded shapes)
     )
     portable: ClassVar[bool] = True  # machine-independent outputs: --cache shares them across hosts
     description = "Export PyTorch -> ONNX"
@@ -233,15 +234,17 @@ def _checked_where_excluded(finding: Finding, points: list[ShapePoint]) -> bool:
     if not excluded or finding.input is None or finding.axis is None:
         return False
     own = [p.shapes[finding.input][finding.axis] for p in points]
-    varying = {
-        (name, axis): [p.shapes[name][axis] for p in points]
+    tied = {tuple(t) for t in finding.tied or [(finding.input, finding.axis)]}
+    varying = [
+        (name, axis)
         for name in points[0].shapes
         for axis in range(len(points[0].shapes[name]))
-    }
-    # the checked shapes prove the excluded values only when no other dimension moves on its own (a batch
-    # shared by several inputs moves with it); otherwise other sizes at that batch are unchecked
-    alone = all(values == own or len(set(values)) == 1 for values in varying.values())
-    return alone and set(excluded) <= set(own)
+        if len({p.shapes[name][axis] for p in points}) > 1
+    ]
+    # the checked shapes prove the excluded values only when no other dimension varies on its own (the same
+    # symbol in the exported program, a batch shared by several inputs, is the same dimension); otherwise the
+    # other sizes at that batch are unchecked
+    return all(key in tied for key in varying) and set(excluded) <= set(own)
 
 
 def _checked_note(finding: Finding, points: list[ShapePoint]) -> str:

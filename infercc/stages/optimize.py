@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from infercc.config import CompileConfig, Target
 from infercc.errors import StageError, VerificationFailed
-from infercc.fsutil import atomic_path
+from infercc.fsutil import atomic_bundle, atomic_path
 from infercc.onnxutil import check_onnx, load_onnx, save_onnx
 from infercc.pipeline.manifest import ArtifactRecord
 from infercc.pipeline.stage import NewArtifact, RunContext, StageOutput
@@ -27,7 +27,7 @@ def enabled(config: CompileConfig) -> bool:
 
 class OptimizeStage:
     name = "optimize-ort"
-    version: ClassVar[str] = "2"  # 2: packed-QKV attention fusion
+    version: ClassVar[str] = "3"  # 2: packed-QKV attention fusion; 3: fused graph judged under a temp name
     portable: ClassVar[bool] = True  # its outputs do not depend on this machine
     description = "Fuse the graph for ONNX Runtime"
     needs: tuple[str, ...] = ("fp32", "reference")
@@ -51,10 +51,11 @@ class OptimizeStage:
         ctx.progress(self.name, 0, None, "fusing")
         fused, report = fuse(load_onnx(source), list(ctx.config.optimize.fusers))
         notes = [f"{fuser} did nothing: {why}" for fuser, why in report.errors.items()]
-        save_onnx(fused, final)
         try:
-            check_onnx(final)
-            figures = parity(ctx, inputs, final)
+            with atomic_bundle(final) as candidate:  # judged under a temp name; only an accepted graph lands
+                save_onnx(fused, candidate)
+                check_onnx(candidate)
+                figures = parity(ctx, inputs, candidate)
         except (VerificationFailed, StageError) as exc:
             notes.append(f"the fused graph was rejected ({exc.message[:300]}); kept the unfused graph")
             with atomic_path(final) as tmp:

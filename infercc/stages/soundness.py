@@ -64,6 +64,7 @@ class Finding(BaseModel):
     axis: int | None = None
     declared: tuple[int, int] | None = None
     valid: tuple[int, int] | None = None
+    tied: list[tuple[str, int]] | None = None  # the input dimensions that are the same symbol as this one
 
     def excluded(self) -> list[int] | None:
         """The declared values a specialised dimension's graph is not known to cover (None when too many)."""
@@ -143,6 +144,7 @@ def program_findings(
     narrowed = _narrowed(program, names, ranges)
     if narrowed:
         where = _specialising_line(torch, module, args, names, ranges)
+        symbols = _symbols(program, names)
         found += [
             Finding(
                 exporter="dynamo",
@@ -153,6 +155,7 @@ def program_findings(
                 axis=s.axis,
                 declared=tuple(s.declared),
                 valid=tuple(s.valid),
+                tied=[key for key, expr in symbols.items() if expr == symbols.get((s.input, s.axis))],
             )
             for s in narrowed
         ]
@@ -169,6 +172,18 @@ def _narrowed(program: Any, names: list[str], ranges: dict[str, ShapeRange]) -> 
         for axis, (lo, hi) in enumerate(zip(ranges[name].min, ranges[name].max, strict=True))
         if lo != hi and tuple(valid[name][axis]) != (lo, hi)
     ]
+
+
+def _symbols(program: Any, names: list[str]) -> dict[tuple[str, int], str]:
+    """(input, axis) -> the exported program's symbol for that size, for every dynamic size."""
+    placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+    found = {}
+    for name, node_name in zip(names, program.graph_signature.user_inputs, strict=False):
+        value = placeholders[node_name].meta.get("val")
+        for axis, size in enumerate(getattr(value, "shape", ())):
+            if not isinstance(size, int):
+                found[(name, axis)] = str(size.node.expr)
+    return found
 
 
 def _narrowing(special: Any) -> str:
