@@ -615,7 +615,10 @@ class ReportConfig(Strict):
         None, description="Selection: minimum SNR to the reference, in dB."
     )
     batch: int | None = Field(
-        None, ge=1, description="Batch size the selection ranks latency at (default: the opt batch)."
+        None,
+        ge=1,
+        description="Batch size the per-runtime selection ranks latency at (default, or when that batch was not "
+        "benched: the smallest benched batch).",
     )
 
 

@@ -71,7 +71,7 @@ def inspect_folder(folder: Path) -> dict[str, Any]:
 
 
 def _render_folder(console: Console, info: dict[str, Any]) -> None:
-    from infercc.cli.render import human_size
+    from infercc.fsutil import human_size
 
     console.print(
         f"[bold]{escape(info['path'])}[/]  model {escape(str(info['model']))}, updated {info['updated']}"
@@ -100,7 +100,7 @@ def render_inspection(console: Console, info: dict[str, Any], layers: bool = Fal
     if info["kind"] == "engine":
         render_engine(console, info, show_layers=layers)
         return
-    from infercc.cli.render import human_size
+    from infercc.fsutil import human_size
 
     console.print(
         f"[bold]{escape(info['path'])}[/]  {human_size(info['size_bytes'])}, {info['parameters']:,} parameters"
@@ -128,7 +128,7 @@ def _tally(layers: list[dict[str, Any]], key: str) -> str:
 
 
 def render_engine(console: Console, info: dict[str, Any], show_layers: bool = False) -> None:
-    from infercc.cli.render import human_size
+    from infercc.fsutil import human_size
 
     flavour = info.get("flavour", {})
     console.print(

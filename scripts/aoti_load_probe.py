@@ -1,11 +1,15 @@
 """Where does loading an AOTInductor package crash? One probe per hypothesis, each in its own process.
 
-Compiles a tiny package per device (cpu, and cuda when present), then loads it in fresh child processes:
-  package      torch._inductor.aoti_load_package (the documented path; crashes on the GPU image)
-  dlopen       ctypes.CDLL of the package's model .so after `import torch` (static initialisers, linking)
-  runner       torch._C._aoti.AOTIModelContainerRunnerCpu/Cuda on the extracted .so (skips the package loader)
-  package-omp  the package path with the system's libgomp preloaded (two OpenMP runtimes?)
-and records the exit status, the signal, faulthandler's Python frames and what ldd says the .so links.
+Compiles a tiny package per device (cpu, and cuda when present; PROBE_DEVICES=cpu,cuda overrides), then loads
+it in fresh child processes:
+  package         torch._inductor.aoti_load_package (the documented path; crashes on the GPU image)
+  dlopen          ctypes.CDLL of the package's model .so after `import torch` (static initialisers, linking)
+  runner          torch._C._aoti.AOTIModelContainerRunnerCpu/Cuda on the extracted .so (skips the package loader)
+  package-omp     the package path with the system's libgomp preloaded (two OpenMP runtimes?)
+  loader-index-0  the package loader with an explicit device index 0
+  constants-apart when `package` crashed: a package compiled with its weights outside the .so
+and records the exit status, the signal, faulthandler's Python frames and what ldd says the .so links (with a
+debugger present, a native backtrace of the crash).
 
     python scripts/aoti_load_probe.py OUT_DIR
 Writes OUT_DIR/aoti_probe.json and prints a summary. Used once on the H200 image (docs/inductor.md).

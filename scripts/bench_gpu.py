@@ -16,9 +16,10 @@ timing one model 1-3 min (tune + verify, the candidates, two torch.compile build
 
 Phase 1 runs the real pipeline (export -> simplify -> optimize-ort -> quantize-fp16 with its load check on
 ORT CUDA) with FP16 inputs/outputs. Phase 2 times, per batch (1 and 32), ORT CUDA with a CUDA graph and I/O
-binding under each provider-option candidate (the defaults; prefer_nhwc=1), checks each candidate's output
-against PyTorch FP32 (cosine >= 0.999), keeps the fastest that passes, then times the PyTorch peers. Timing as
-in shared/gpu/peers.py: 20 warm-up runs, 3 x 100 timed runs between CUDA events, p50 of all 300, data on the GPU.
+binding under each provider-option candidate (CANDIDATES: the defaults, prefer_nhwc=1, fuse_conv_bias=1 and both;
+BERT, with no convolution, only the defaults; plus the options infercc's tune stage chose), checks each
+candidate's output against PyTorch FP32 (cosine >= 0.999), keeps the fastest that passes, then times the PyTorch
+peers. Timing as the reference figures in the task's shared/gpu/README.md were taken: 20 warm-up runs, 3 x 100 timed runs between CUDA events, p50 of all 300, data on the GPU.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ nn.MultiheadAttention(768, 12, batch_first=True), MLP 768-3072-768 with exact GE
 Linear head that torchvision initialises to zero (so the untrained model's logits are all zero: `random_head=True`
 gives it random weights instead).
 
-    infercc compile -m scripts/vit_b16.py:vit_b_16 --shape x:1x3x224x224 ...
+    infercc compile -m scripts/vit_b16.py:vit_b_16_random_head --shape x:1x3x224x224 ...   # vit_b_16's logits are 0
+    infercc quantize -m scripts/vit_b16.py:vit_tiny --shape x:2x3x224x224 --precision fp16    # two blocks, quick
 """
 
 from __future__ import annotations

@@ -100,3 +100,17 @@ CNN_SHAPES = [
 
 def manifest(out: Path) -> dict[str, Any]:
     return json.loads((out / "manifest.json").read_text())
+
+
+@pytest.fixture
+def crashing_runtime():
+    """ONNX Runtime CPU that segfaults loading any file named *fp16* (tests/zoo/crashing_runtime.py), registered
+    as the runtime `crashing-cpu` for the test."""
+    from infercc.runtimes import base
+
+    added = "crashing-cpu" not in base.REGISTRY
+    if added:
+        base.register("crashing-cpu", "tests.zoo.crashing_runtime:CrashingOrt")
+    yield
+    if added:
+        base.REGISTRY.pop("crashing-cpu")

@@ -172,3 +172,20 @@ def test_help_loads_no_config_model_or_pipeline():
     loaded = out.rsplit("LOADED", 1)[1]
     for module in ("infercc.config", "infercc.pipeline", "infercc.cli.render", "infercc.cli.settings"):
         assert f"'{module}" not in loaded, loaded
+
+
+def test_a_data_folder_is_named_by_its_flag_and_read_as_images_by_any_picture_suffix(cli, tmp_path):
+    """--eval's bad value is reported as --eval; a folder of TIFFs is an image folder (the image reader's own
+    suffixes decide), a folder of .npy files a tensor folder."""
+    from tests.conftest import zoo
+
+    model = ["-m", zoo("cnn.py:small_cnn"), "--shape", "x:1x3x32x32", "-o", tmp_path / "out"]
+    result = cli("quantize", *model, "--precision", "int8", "--eval", tmp_path / "missing")
+    assert result.code == 2 and "--eval " in result.err and "--calib" not in result.err, result.text
+    tiffs, tensors = tmp_path / "tiffs", tmp_path / "tensors"
+    tiffs.mkdir(), tensors.mkdir()
+    (tiffs / "a.tif").write_bytes(b"II*\x00"), (tensors / "a.npy").write_bytes(b"")
+    flags = Flags(calib=str(tiffs), eval_=str(tensors))
+    data: dict = {"model": {"source": "m:f"}}
+    apply_flags(data, flags)
+    assert data["calibration"] == {"images": str(tiffs)} and data["evaluation"] == {"folder": str(tensors)}

@@ -8,21 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from infercc.runtimes import base
 from tests.conftest import manifest, zoo
 
 CNN = ["--model", zoo("cnn.py:small_cnn"), "--shape", "x:1x3x32x32", "--exporter", "torchscript"]
-
-
-@pytest.fixture
-def crashing_runtime():
-    """ONNX Runtime CPU that segfaults loading any file named *fp16* (tests/zoo/crashing_runtime.py)."""
-    added = "crashing-cpu" not in base.REGISTRY
-    if added:
-        base.register("crashing-cpu", "tests.zoo.crashing_runtime:CrashingOrt")
-    yield
-    if added:
-        base.REGISTRY.pop("crashing-cpu")
 
 
 def _checks(stage: dict) -> list[dict]:

@@ -4,7 +4,6 @@ of the stage, pipeline, report or quantization code is over 80 lines."""
 
 from __future__ import annotations
 
-import ast
 import logging
 from pathlib import Path
 
@@ -85,15 +84,3 @@ def test_export_gives_torch_loggers_their_levels_back() -> None:
         assert logger.level == logging.INFO
     finally:
         logger.setLevel(logging.NOTSET)
-
-
-def test_no_function_over_80_lines() -> None:
-    paths = [p for f in FOLDERS for p in (PACKAGE / f).rglob("*.py")] + [PACKAGE / f for f in FILES]
-    long = []
-    for path in paths:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                lines = (node.end_lineno or node.lineno) - node.lineno + 1
-                if lines > 80:
-                    long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({lines} lines)")
-    assert not long, "functions over 80 lines:\n" + "\n".join(long)

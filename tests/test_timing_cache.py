@@ -90,8 +90,9 @@ def test_the_users_file_is_merged_in_and_never_written(tmp_path: Path) -> None:
     own.write_bytes(b"not a timing cache")  # damaged: infercc's own cache restarts empty
     notes: list[str] = []
     request = BuildRequest("fp32", timing_cache=user, managed_timing_cache=own)
-    info = _load_timing_cache(trt, config, True, request, "TensorRT 10.9", notes)
+    info = _load_timing_cache(trt, config, True, request, "TensorRT-RTX", notes)
     assert info["used"] and info["file"] == str(user) and info["user_bytes"] == len(empty)
+    assert info["merged"] is True  # a cache from this TensorRT combines into infercc's own
     assert info["managed"] == str(own) and info["loaded_bytes"] == len("not a timing cache")
     assert config.get_timing_cache() is not None
     assert user.read_bytes() == empty  # read only

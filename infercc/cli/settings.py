@@ -30,6 +30,12 @@ from infercc.pipeline.plan import UNNAMED
 from infercc.shapes import parse_named_shapes, split_specs
 
 
+def fields_from_params(cls: Any, params: dict[str, Any]) -> Any:
+    """A dataclass from the parameters typer parsed that name its fields (unset ones keep their defaults)."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in params.items() if k in names and v is not None})
+
+
 @dataclass
 class Flags:
     """The command-line values that override the config. Field names are the commands' parameter names, so a
@@ -76,8 +82,7 @@ class Flags:
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> Flags:
         """The fields among a command's parsed parameters (the others, such as --json, are not config)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in params.items() if k in names and v is not None})
+        return fields_from_params(cls, params)
 
 
 # flags that set one config key each
@@ -202,9 +207,9 @@ def apply_flags(data: dict[str, Any], flags: Flags) -> None:
         if value is not None and value != []:
             _set(data, dotted, _plain(value))
     if flags.calib:
-        data["calibration"] = _calib_source(flags.calib, data.get("calibration"))
+        data["calibration"] = _calib_source(flags.calib, data.get("calibration"), "--calib")
     if flags.eval_:
-        data["evaluation"] = _calib_source(flags.eval_, data.get("evaluation"))
+        data["evaluation"] = _calib_source(flags.eval_, data.get("evaluation"), "--eval")
     verify_inputs = _verify_inputs(flags.inputs, flags.load_inputs)
     if verify_inputs is not None:
         _set(data, "verify.inputs", verify_inputs)
@@ -323,7 +328,9 @@ def _parse_range(spec: str) -> tuple[str, float, float]:
     return name.strip(), low, high
 
 
-def _calib_source(spec: str, existing: Any) -> dict[str, Any]:
+def _calib_source(spec: str, existing: Any, flag: str) -> dict[str, Any]:
+    from infercc.data.sources import folder_kind
+
     keep = (
         {k: v for k, v in (existing or {}).items() if k in ("samples", "preprocess", "labels")}
         if isinstance(existing, dict)
@@ -333,13 +340,10 @@ def _calib_source(spec: str, existing: Any) -> dict[str, Any]:
         return {**keep, "synthetic": True}
     path = Path(spec)
     if path.is_dir():
-        has_images = any(
-            p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".webp"} for p in path.iterdir()
-        )
-        return {**keep, ("images" if has_images else "folder"): str(path)}
+        return {**keep, folder_kind(path): str(path)}
     if ":" in spec and not path.exists():
         return {**keep, "callable": spec}
     raise UsageError(
-        f"--calib {spec}: not a folder, a module:fn callable or 'synthetic'.",
+        f"{flag} {spec}: not a folder, a module:fn callable or 'synthetic'.",
         hint="Give a folder of .npy/.npz files or images, module:fn, or synthetic.",
     )

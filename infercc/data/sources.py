@@ -116,6 +116,14 @@ def _stack(pending: list[tuple[Feeds, list[int] | None]]) -> tuple[Feeds, list[i
 # --- checks -------------------------------------------------------------------------------------
 
 
+def folder_kind(folder: Path) -> str:
+    """The data-source key for a folder: "images" when it holds a picture (infercc.data.images' suffixes),
+    else "folder" (.npy/.npz files)."""
+    from infercc.data.images import SUFFIXES
+
+    return "images" if any(p.suffix.lower() in SUFFIXES for p in folder.iterdir()) else "folder"
+
+
 def name_mismatch(given: dict[Any, Any], known: list[str], required: list[str]) -> str:
     """'unknown input a; missing input b' for keys of `given` not in `known` and `required` names not in it,
     or '' when the names fit."""

@@ -6,6 +6,7 @@ import html
 import math
 from typing import Any
 
+from infercc.fsutil import human_size
 from infercc.report.selection import accuracy_of
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#bcbd22"]
@@ -103,16 +104,6 @@ def _f(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}g}"
     return str(value)
-
-
-def _size(n: Any) -> str:
-    if not isinstance(n, int | float):
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def _pct(value: Any) -> str:
@@ -476,7 +467,7 @@ def _artifacts_html(report: dict[str, Any], colours: dict[str, str]) -> str:
             _e(a["path"]),
             _e(a["kind"]),
             _e(a.get("precision") or "-"),
-            _size(a["size"]),
+            human_size(a["size"]),
             "<br>".join(_e(m) for m in artifact_marks(a)) or "",
         ]
         for a in report["artifacts"]
@@ -635,7 +626,7 @@ def _bench_rows(bench: dict[str, Any], colours: dict[str, str]) -> list[list[Any
                     _f(s.get("vs_compile")),
                     f"{s['spread']:.1%}",
                     _f(s.get("h2d_ms")),
-                    *(_size(r.get(k)) for k in ("peak_rss_delta", "device_memory_delta", "file_size")),
+                    *(human_size(r.get(k)) for k in ("peak_rss_delta", "device_memory_delta", "file_size")),
                 ]
             )
     return rows

@@ -56,15 +56,13 @@ def select(verify: dict[str, Any] | None, bench: dict[str, Any] | None, config: 
     budget = {
         "cosine": cfg.accuracy_budget_cosine,
         "top1": cfg.accuracy_budget_top1,
-        "snr_db": getattr(cfg, "accuracy_budget_snr_db", None),
+        "snr_db": cfg.accuracy_budget_snr_db,
     }
     section: dict[str, Any] = {"budget": budget, "batch": None, "runtimes": []}
     if not bench or not bench.get("results"):
         return section
     sizes = bench.get("batch_sizes") or [1]
-    batch = cfg.batch if getattr(cfg, "batch", None) in sizes else sizes[0]
-    if getattr(cfg, "batch", None) is None and len(sizes) > 1:
-        batch = min(sizes)
+    batch = cfg.batch if cfg.batch in sizes else min(sizes)
     section["batch"] = batch
     runtimes: dict[str, list[dict[str, Any]]] = {}
     for r in bench["results"]:
